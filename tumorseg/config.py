@@ -1,0 +1,132 @@
+"""Typed configuration: every knob of the method lives in a frozen dataclass.
+
+Configs are plain data (JSON-able through :func:`dataclasses.asdict`) so that jobs,
+MLflow runs and Serve deployments can log, ship and rebuild them unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from typing import Any, Literal
+
+ROUTES: tuple[str, str] = ("homogeneous", "heterogeneous")
+Route = Literal["homogeneous", "heterogeneous"]
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """Guards applied while decoding untrusted images (decompression bombs, empty files)."""
+
+    max_pixels: int = 64_000_000
+    max_bytes: int = 512 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TriageConfig:
+    """How an image is put in a class from its ground-truth lesion region.
+
+    ``threshold`` applies to :func:`tumorseg.preprocessing.heterogeneity_score`;
+    scores above it are ``heterogeneous``. The default was chosen on the BUSI
+    corpus (see README, "Grayscale triage") so that neither class falls below a
+    quarter of the tumor images.
+    """
+
+    threshold: float = 0.50
+    smoothing_sigma: float = 2.0
+
+
+@dataclass(frozen=True)
+class BinarizerConfig:
+    """Binarizer of the homogeneous branch (patent module 30)."""
+
+    method: Literal["otsu", "adaptive"] = "otsu"
+    denoise: Literal["median", "bilateral", "none"] = "median"
+    denoise_size: int = 5
+    adaptive_block: int = 51
+    adaptive_offset: float = 5.0
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Sizes of the three networks; small by default so that CPUs can train them."""
+
+    classifier_size: int = 128
+    classifier_channels: tuple[int, ...] = (16, 32, 64, 128)
+    graynet_size: int = 256
+    graynet_resnet_depth: Literal[18, 34] = 18
+    graynet_width: int = 32
+    graynet_input: Literal["binary", "binary+gray"] = "binary"
+    fcn_tile_size: int = 64
+    fcn_channels: tuple[int, ...] = (16, 32, 64)
+
+
+@dataclass(frozen=True)
+class MultiScaleConfig:
+    """Iterative multi-scale FCN (patent modules 50–53).
+
+    ``pass_tiles`` is the number of square tiles of each layering unit, in order;
+    every pass after the first is guided by the previous pass's probability map.
+    ``fusion`` chooses the final mask: ``"last"`` keeps the last pass,
+    ``"weighted"`` averages the passes' probability maps with ``fusion_weights``
+    (normalised; defaults to weights growing with the pass index).
+    """
+
+    canvas_size: int = 512
+    pass_tiles: tuple[int, ...] = (50, 80, 100)
+    fusion: Literal["last", "weighted"] = "weighted"
+    fusion_weights: tuple[float, ...] | None = None
+    guide_boundary_width: float = 0.04
+    guide_weight: float = 0.75
+
+    def __post_init__(self) -> None:
+        if len(self.pass_tiles) < 2:
+            raise ValueError("the multi-scale FCN needs at least two passes (layering units)")
+        if any(n < 10 for n in self.pass_tiles):
+            raise ValueError(f"each pass needs at least 10 tiles, got {self.pass_tiles}")
+        if self.fusion_weights is not None and len(self.fusion_weights) != len(self.pass_tiles):
+            raise ValueError("fusion_weights needs one weight per pass")
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    """Everything the fused pipeline needs besides the model weights."""
+
+    triage: TriageConfig = field(default_factory=TriageConfig)
+    binarizer: BinarizerConfig = field(default_factory=BinarizerConfig)
+    networks: NetworkConfig = field(default_factory=NetworkConfig)
+    multiscale: MultiScaleConfig = field(default_factory=MultiScaleConfig)
+    limits: ImageLimits = field(default_factory=ImageLimits)
+    mask_threshold: float = 0.5
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SegmenterConfig:
+        return _build(cls, data)
+
+
+def _build(cls: type, data: dict[str, Any]) -> Any:
+    """Rebuild a nested frozen dataclass from ``asdict`` output (lists become tuples)."""
+    kwargs: dict[str, Any] = {}
+    by_name = {f.name: f for f in fields(cls)}
+    unknown = set(data) - set(by_name)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
+    for name, value in data.items():
+        default = getattr(cls(), name) if _has_defaults(cls) else None
+        if is_dataclass(default) and isinstance(value, dict):
+            kwargs[name] = _build(type(default), value)
+        elif isinstance(value, list):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _has_defaults(cls: type) -> bool:
+    try:
+        cls()
+    except TypeError:
+        return False
+    return True

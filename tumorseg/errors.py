@@ -1,0 +1,18 @@
+"""Typed errors raised by the library, so callers can tell bad input from bugs."""
+
+from __future__ import annotations
+
+
+class InvalidImageError(ValueError):
+    """An input could not be turned into a usable grayscale image or mask.
+
+    Raised for empty, truncated or undecodable bytes, unsupported formats, DICOM
+    files without pixel data and images above the configured pixel limit. The
+    message names the source (path or ``<bytes>``) and what is wrong with it, so a
+    batch job can store it as an error row and carry on.
+    """
+
+    def __init__(self, source: str, reason: str) -> None:
+        self.source = source
+        self.reason = reason
+        super().__init__(f"{source}: {reason}")
