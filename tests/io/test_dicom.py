@@ -1,0 +1,231 @@
+"""Ultrasound DICOM: photometric interpretations, frames, LUTs, limits and damaged files."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import cv2
+import numpy as np
+import pydicom
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydicom.uid import RLELossless
+
+from tumorseg.config import ImageLimits
+from tumorseg.errors import InvalidImageError
+from tumorseg.io import dicom_bytes, is_dicom, load_frames, load_image, write_dicom
+
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _dataset(data: bytes) -> pydicom.Dataset:
+    return pydicom.dcmread(io.BytesIO(data))
+
+
+def _bytes_of(ds: pydicom.Dataset) -> bytes:
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1", "RGB", "YBR_FULL"])
+def test_gray_round_trip(tmp_path, small_gray, photometric) -> None:
+    path = write_dicom(tmp_path / "study" / "image.dcm", small_gray, photometric=photometric)
+    assert is_dicom(path.read_bytes())
+    assert _dataset(path.read_bytes()).PhotometricInterpretation == photometric
+    np.testing.assert_array_equal(load_image(path), small_gray)
+
+
+def test_monochrome1_is_stored_inverted_and_read_upright(small_gray) -> None:
+    data = dicom_bytes(small_gray, photometric="MONOCHROME1")
+    np.testing.assert_array_equal(_dataset(data).pixel_array, 255 - small_gray)
+    np.testing.assert_array_equal(load_image(data), small_gray)
+
+
+@pytest.mark.parametrize("photometric", ["RGB", "YBR_FULL"])
+def test_colour_becomes_luma(small_bgr, photometric) -> None:
+    rgb = cv2.cvtColor(small_bgr, cv2.COLOR_BGR2RGB)
+    expected = cv2.cvtColor(small_bgr, cv2.COLOR_BGR2GRAY)
+    image = load_image(dicom_bytes(rgb, photometric=photometric))
+    # YBR_FULL is stored with 8-bit rounding, so allow a level of difference.
+    assert np.abs(image.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_multi_frame_gives_one_image_per_frame(tmp_path, small_gray) -> None:
+    frames = [small_gray, 255 - small_gray, np.flipud(small_gray).copy()]
+    path = write_dicom(tmp_path / "loop.dcm", frames)
+    loaded = load_frames(path)
+    assert len(loaded) == 3
+    for got, want in zip(loaded, frames, strict=True):
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(InvalidImageError, match="load_frames"):
+        load_image(path)
+
+
+def test_multi_frame_colour(small_bgr) -> None:
+    rgb = cv2.cvtColor(small_bgr, cv2.COLOR_BGR2RGB)
+    loaded = load_frames(dicom_bytes([rgb, rgb[::-1].copy()], photometric="RGB"))
+    assert [f.shape for f in loaded] == [small_bgr.shape[:2]] * 2
+
+
+def test_sixteen_bit_is_stretched_over_all_frames(small_gray) -> None:
+    wide = small_gray.astype(np.uint16) * 100 + 500
+    loaded = load_frames(dicom_bytes([wide, wide // 2]))
+    low, high = float(wide.min() // 2), float(wide.max())
+    for got, frame in zip(loaded, [wide, wide // 2], strict=True):
+        expected = np.rint((frame - low) * 255.0 / (high - low))
+        assert np.abs(got.astype(int) - expected).max() <= 1
+
+
+def test_modality_lut_is_applied(small_gray) -> None:
+    ds = _dataset(dicom_bytes(small_gray.astype(np.uint16) * 10))
+    ds.RescaleSlope, ds.RescaleIntercept = -1, 0  # a negative slope inverts the image
+    image = load_image(_bytes_of(ds))
+    expected = 255 - (small_gray.astype(float) - small_gray.min()) * 255 / np.ptp(small_gray)
+    assert np.abs(image - np.rint(expected)).max() <= 1
+
+
+def test_voi_window_is_applied(small_gray) -> None:
+    ds = _dataset(dicom_bytes(small_gray))
+    ds.WindowCenter, ds.WindowWidth = 100, 40
+    image = load_image(_bytes_of(ds))
+    assert (image[small_gray < 70] == 0).all()
+    assert (image[small_gray > 130] == 255).all()
+
+
+def test_palette_colour_goes_through_the_palette(small_gray) -> None:
+    ds = _dataset(dicom_bytes(small_gray))
+    ds.PhotometricInterpretation = "PALETTE COLOR"
+    inverted = ((255 - np.arange(256)) * 257).astype("<u2").tobytes()
+    for offset in range(3):  # red, green, blue: descriptor (0028,110x), data (0028,120x)
+        ds.add_new(0x00281101 + offset, "US", [256, 0, 16])
+        ds.add_new(0x00281201 + offset, "OW", inverted)
+    low, high = float(small_gray.min()), float(small_gray.max())
+    expected = np.rint(255 - (small_gray - low) * 255 / (high - low))
+    assert np.abs(load_image(_bytes_of(ds)) - expected).max() <= 1
+
+
+def test_compressed_transfer_syntax(small_gray) -> None:
+    ds = _dataset(dicom_bytes(small_gray))
+    ds.compress(RLELossless, encoding_plugin="pydicom")
+    np.testing.assert_array_equal(load_image(_bytes_of(ds)), small_gray)
+
+
+def test_detected_by_content_whatever_the_name(tmp_path, small_gray) -> None:
+    path = tmp_path / "IM000001"  # archives often have no extension, or a wrong one
+    path.write_bytes(dicom_bytes(small_gray))
+    np.testing.assert_array_equal(load_image(path), small_gray)
+    misnamed = tmp_path / "image.png"
+    misnamed.write_bytes(dicom_bytes(small_gray))
+    np.testing.assert_array_equal(load_image(misnamed), small_gray)
+
+
+def test_dicom_without_preamble_needs_a_dcm_name(tmp_path, small_gray) -> None:
+    bare = dicom_bytes(small_gray, preamble=False)
+    assert not is_dicom(bare)
+    np.testing.assert_array_equal(load_image(bare, name="scan.dcm"), small_gray)
+    path = tmp_path / "scan.DCM"
+    path.write_bytes(bare)
+    np.testing.assert_array_equal(load_image(path), small_gray)
+    with pytest.raises(InvalidImageError, match="not a recognised image format"):
+        load_image(bare)
+
+
+@pytest.mark.parametrize("implicit", [True, False])
+def test_bare_dataset_without_file_meta(small_gray, implicit) -> None:
+    """Some archives hold bare datasets: no preamble, no file meta, no transfer syntax."""
+    bare = pydicom.Dataset()
+    bare.update(_dataset(dicom_bytes(small_gray)))
+    buffer = io.BytesIO()
+    bare.save_as(buffer, enforce_file_format=False, implicit_vr=implicit, little_endian=True)
+    np.testing.assert_array_equal(load_image(buffer.getvalue(), name="bare.dcm"), small_gray)
+
+
+def test_patient_id_is_written(small_gray) -> None:
+    assert _dataset(dicom_bytes(small_gray, patient_id="P-042")).PatientID == "P-042"
+
+
+def test_writer_rejects_bad_arguments(small_gray) -> None:
+    with pytest.raises(ValueError, match="photometric"):
+        dicom_bytes(small_gray, photometric="PALETTE COLOR")
+    with pytest.raises(ValueError, match="uint8/uint16"):
+        dicom_bytes(small_gray.astype(np.float32))
+    with pytest.raises(ValueError, match="same shape"):
+        dicom_bytes([small_gray, small_gray[:10]])
+
+
+# --------------------------------------------------------------------------- bad DICOM
+
+
+def test_dicom_without_pixel_data(small_gray) -> None:
+    ds = _dataset(dicom_bytes(small_gray))
+    del ds.PixelData
+    with pytest.raises(InvalidImageError, match="no pixel data"):
+        load_image(_bytes_of(ds), name="nopixels.dcm")
+
+
+def test_dicom_pixel_limit_is_checked_before_decoding(small_gray) -> None:
+    ds = _dataset(dicom_bytes([small_gray] * 3))
+    with pytest.raises(InvalidImageError, match=r"too large: 80x64x3 frames = 15360"):
+        load_frames(_bytes_of(ds), limits=ImageLimits(max_pixels=15_000))
+    ds.Rows, ds.Columns = 60_000, 60_000  # the pixel data are far too short for that
+    with pytest.raises(InvalidImageError, match="too large"):
+        load_frames(_bytes_of(ds))
+
+
+def test_pixel_data_shorter_than_declared(small_gray) -> None:
+    ds = _dataset(dicom_bytes(small_gray))
+    ds.Rows = ds.Rows * 2
+    with pytest.raises(InvalidImageError, match="could not be decoded"):
+        load_image(_bytes_of(ds))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_unreadable_dicom() -> None:
+    data = b"\x00" * 128 + b"DICM" + b"\xff" * 64
+    with pytest.raises(InvalidImageError):
+        load_image(data)
+
+
+def test_text_named_dcm(tmp_path) -> None:
+    path = tmp_path / "report.dcm"
+    path.write_text("Patient report, no images here.\n" * 20)
+    with pytest.raises(InvalidImageError, match=re.escape(str(path))):
+        load_image(path)
+
+
+@pytest.fixture(scope="session")
+def dicom_samples(small_gray, small_bgr) -> dict[str, bytes]:
+    rgb = cv2.cvtColor(small_bgr, cv2.COLOR_BGR2RGB)
+    return {
+        "mono": dicom_bytes(small_gray),
+        "ybr": dicom_bytes(rgb, photometric="YBR_FULL"),
+        "multi": dicom_bytes([small_gray, small_gray]),
+    }
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@FUZZ
+@given(kind=st.sampled_from(["mono", "ybr", "multi"]), data=st.data())
+def test_fuzz_truncated_dicom(dicom_samples, kind: str, data) -> None:
+    raw = dicom_samples[kind]
+    cut = data.draw(st.integers(0, len(raw) - 1))
+    with pytest.raises(InvalidImageError):
+        load_frames(raw[:cut], name="cut.dcm")
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about mangled values
+@FUZZ
+@given(kind=st.sampled_from(["mono", "ybr", "multi"]), data=st.data())
+def test_fuzz_corrupted_dicom_header(dicom_samples, kind: str, data) -> None:
+    raw = bytearray(dicom_samples[kind])
+    header_end = raw.find(b"\xe0\x7f\x10\x00") + 12  # up to the pixel data element's value
+    for _ in range(data.draw(st.integers(1, 6))):
+        raw[data.draw(st.integers(0, header_end))] = data.draw(st.integers(0, 255))
+    try:
+        frames = load_frames(bytes(raw), name="fuzz.dcm")
+    except InvalidImageError:
+        return
+    assert all(f.ndim == 2 and f.dtype == np.uint8 for f in frames)

@@ -1,0 +1,244 @@
+"""Cheap structural checks on encoded image bytes, run before any pixel is decoded.
+
+Decoders are happy to return half an image from a truncated file, and a few
+hundred bytes can claim a 10-gigapixel canvas. Reading the format's own header
+(PNG IHDR, JPEG SOF, BMP info header, TIFF first IFD) gives the true size without
+decoding, and checking that the file reaches its own end marker (PNG IEND, JPEG
+EOI, BMP pixel array, TIFF strips) catches truncation, so that only whole files of
+an acceptable size ever reach the decoder.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+from tumorseg.errors import InvalidImageError
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_DICOM_MAGIC_OFFSET = 128
+
+# JPEG start-of-frame markers carry the image size; C4, C8 and CC share the range
+# but are a Huffman table, a reserved marker and an arithmetic-coding table.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
+_JPEG_SOS, _JPEG_EOI = 0xDA, 0xD9
+
+# TIFF tags read from the first IFD, and the field types they may use.
+_TIFF_WIDTH, _TIFF_HEIGHT = 256, 257
+_TIFF_STRIP_OFFSETS, _TIFF_STRIP_COUNTS = 273, 279
+_TIFF_TILE_OFFSETS, _TIFF_TILE_COUNTS = 324, 325
+_TIFF_TAGS = frozenset(
+    {
+        _TIFF_WIDTH,
+        _TIFF_HEIGHT,
+        _TIFF_STRIP_OFFSETS,
+        _TIFF_STRIP_COUNTS,
+        _TIFF_TILE_OFFSETS,
+        _TIFF_TILE_COUNTS,
+    }
+)
+_TIFF_TYPES = {1: "B", 3: "H", 4: "I"}  # BYTE, SHORT, LONG
+# Bytes per value of every classic TIFF field type (RATIONAL, DOUBLE… take 8).
+_TIFF_TYPE_SIZES = {
+    1: 1,
+    2: 1,
+    3: 2,
+    4: 4,
+    5: 8,
+    6: 1,
+    7: 1,
+    8: 2,
+    9: 4,
+    10: 8,
+    11: 4,
+    12: 8,
+    13: 4,
+}
+
+
+def is_dicom(data: bytes) -> bool:
+    """True when ``data`` carries the DICOM Part 10 magic ``DICM`` after the preamble."""
+    return bytes(data[_DICOM_MAGIC_OFFSET : _DICOM_MAGIC_OFFSET + 4]) == b"DICM"
+
+
+def sniff_format(data: bytes) -> str | None:
+    """Name the container format from its magic number, never from a file name.
+
+    Returns ``"png"``, ``"jpeg"``, ``"bmp"``, ``"tiff"``, ``"dicom"`` or ``None``.
+    """
+    head = bytes(data[:8])
+    if head.startswith(PNG_SIGNATURE):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"BM"):
+        return "bmp"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"
+    if is_dicom(data):
+        return "dicom"
+    return None
+
+
+def raster_size(data: bytes, fmt: str, source: str) -> tuple[int, int]:
+    """Return ``(width, height)`` of a PNG/JPEG/BMP/TIFF after checking it is complete.
+
+    Raises :class:`InvalidImageError` when the file is truncated or its header is
+    malformed.
+    """
+    readers = {"png": _png_size, "jpeg": _jpeg_size, "bmp": _bmp_size, "tiff": _tiff_size}
+    width, height = readers[fmt](memoryview(data), source)
+    if width <= 0 or height <= 0:
+        raise InvalidImageError(
+            source, f"{fmt.upper()} header gives an empty size {width}x{height}"
+        )
+    return width, height
+
+
+def _truncated(source: str, fmt: str, what: str) -> InvalidImageError:
+    return InvalidImageError(source, f"truncated {fmt} file: {what}")
+
+
+def _unpack(fmt: str, data: memoryview, pos: int, source: str, kind: str) -> tuple[int, ...]:
+    """``struct.unpack_from`` that reports reading past the end as truncation."""
+    if pos < 0 or pos + struct.calcsize(fmt) > len(data):
+        raise _truncated(source, kind, f"header ends early at byte {len(data)}")
+    return struct.unpack_from(fmt, data, pos)
+
+
+def _png_size(data: memoryview, source: str) -> tuple[int, int]:
+    """Walk every chunk (length, type, CRC) up to IEND; the size comes from IHDR."""
+    pos, size = len(PNG_SIGNATURE), None
+    while True:
+        length, ctype = _unpack(">I4s", data, pos, source, "PNG")
+        end = pos + 12 + length
+        if end > len(data):
+            raise _truncated(source, "PNG", f"chunk {ctype!r} runs past the end of the file")
+        (crc,) = struct.unpack_from(">I", data, end - 4)
+        if zlib.crc32(data[pos + 4 : end - 4]) != crc:
+            raise InvalidImageError(source, f"corrupt PNG: chunk {ctype!r} fails its CRC check")
+        if size is None:
+            if ctype != b"IHDR" or length != 13:
+                raise InvalidImageError(source, "corrupt PNG: the first chunk is not IHDR")
+            size = struct.unpack_from(">II", data, pos + 8)
+        if ctype == b"IEND":
+            return size
+        pos = end
+
+
+def _jpeg_size(data: memoryview, source: str) -> tuple[int, int]:
+    """Walk the header segments to the first scan; the scan must reach an EOI marker."""
+    pos, size = 2, None
+    while True:
+        marker, pos = _jpeg_marker(data, pos, source)
+        if marker == _JPEG_EOI:
+            raise InvalidImageError(source, "corrupt JPEG: the file ends before any image data")
+        if marker in _JPEG_STANDALONE:
+            continue
+        (length,) = _unpack(">H", data, pos, source, "JPEG")
+        if length < 2 or pos + length > len(data):
+            raise _truncated(source, "JPEG", f"segment 0x{marker:02X} runs past the end")
+        if marker in _JPEG_SOF:
+            height, width = _unpack(">HH", data, pos + 3, source, "JPEG")
+            size = (width, height)
+        if marker == _JPEG_SOS:
+            return _jpeg_check_end(data, pos + length, size, source)
+        pos += length
+
+
+def _jpeg_marker(data: memoryview, pos: int, source: str) -> tuple[int, int]:
+    """Read the marker at ``pos`` (skipping fill bytes); return it and the next position."""
+    if pos >= len(data):
+        raise _truncated(source, "JPEG", "the file ends inside the header")
+    if data[pos] != 0xFF:
+        raise InvalidImageError(source, f"corrupt JPEG: no segment marker at byte {pos}")
+    while pos < len(data) and data[pos] == 0xFF:
+        pos += 1
+    if pos >= len(data):
+        raise _truncated(source, "JPEG", "the file ends inside the header")
+    return data[pos], pos + 1
+
+
+def _jpeg_check_end(
+    data: memoryview, scan_start: int, size: tuple[int, int] | None, source: str
+) -> tuple[int, int]:
+    if size is None:
+        raise InvalidImageError(source, "corrupt JPEG: image data comes before the frame header")
+    if size[1] == 0:
+        raise InvalidImageError(source, "unsupported JPEG: the height is only given after the data")
+    if bytes(data[scan_start:]).find(b"\xff\xd9") < 0:
+        raise _truncated(source, "JPEG", "the end-of-image marker is missing")
+    return size
+
+
+def _bmp_size(data: memoryview, source: str) -> tuple[int, int]:
+    """Read the info header; uncompressed pixel arrays must fit in the file."""
+    (offset, dib_size) = _unpack("<II", data, 10, source, "BMP")
+    if dib_size == 12:  # OS/2 BITMAPCOREHEADER
+        width, height, _, bpp = _unpack("<HHHH", data, 18, source, "BMP")
+        compression = 0
+    elif dib_size >= 40:
+        width, height, _, bpp, compression = _unpack("<iiHHI", data, 18, source, "BMP")
+    else:
+        raise InvalidImageError(source, f"corrupt BMP: unknown info header size {dib_size}")
+    height = abs(height)
+    if compression in (0, 3, 6) and bpp in (1, 4, 8, 16, 24, 32) and width > 0:
+        needed = offset + (width * bpp + 31) // 32 * 4 * height
+        if needed > len(data):
+            raise _truncated(
+                source, "BMP", f"pixel data needs {needed} bytes, file has {len(data)}"
+            )
+    return width, height
+
+
+def _tiff_size(data: memoryview, source: str) -> tuple[int, int]:
+    """Read the first IFD; every strip or tile it points to must lie inside the file."""
+    order = "<" if bytes(data[:2]) == b"II" else ">"
+    (magic, ifd) = _unpack(order + "HI", data, 2, source, "TIFF")
+    if magic != 42:
+        raise InvalidImageError(source, "unsupported TIFF variant (BigTIFF)")
+    tags = _tiff_tags(data, order, ifd, source)
+    if _TIFF_WIDTH not in tags or _TIFF_HEIGHT not in tags:
+        raise InvalidImageError(source, "corrupt TIFF: the first image has no width or height")
+    offsets = tags.get(_TIFF_STRIP_OFFSETS) or tags.get(_TIFF_TILE_OFFSETS) or ()
+    counts = tags.get(_TIFF_STRIP_COUNTS) or tags.get(_TIFF_TILE_COUNTS) or ()
+    if not offsets or len(offsets) != len(counts):
+        raise InvalidImageError(source, "corrupt TIFF: missing or mismatched strip/tile tables")
+    if any(o + c > len(data) for o, c in zip(offsets, counts, strict=True)):
+        raise _truncated(source, "TIFF", "image data runs past the end of the file")
+    return tags[_TIFF_WIDTH][0], tags[_TIFF_HEIGHT][0]
+
+
+def _tiff_tags(data: memoryview, order: str, ifd: int, source: str) -> dict[int, tuple[int, ...]]:
+    """Values of the tags in :data:`_TIFF_TAGS` from the IFD at ``ifd``.
+
+    Every entry's out-of-line values, and the next-IFD pointer, must lie inside
+    the file: a truncated TIFF usually loses the IFD itself or its values.
+    """
+    (count,) = _unpack(order + "H", data, ifd, source, "TIFF")
+    _unpack(order + "I", data, ifd + 2 + 12 * count, source, "TIFF")  # next-IFD pointer
+    tags: dict[int, tuple[int, ...]] = {}
+    for i in range(count):
+        entry = ifd + 2 + 12 * i
+        tag, ftype, n, pointer = _unpack(order + "HHII", data, entry, source, "TIFF")
+        nbytes = _TIFF_TYPE_SIZES.get(ftype, 1) * n
+        if nbytes > 4 and pointer + nbytes > len(data):
+            raise _truncated(source, "TIFF", f"the values of tag {tag} run past the end")
+        if tag in _TIFF_TAGS:
+            tags[tag] = _tiff_values(data, order, ftype, n, entry + 8, source)
+    return tags
+
+
+def _tiff_values(
+    data: memoryview, order: str, ftype: int, n: int, field: int, source: str
+) -> tuple[int, ...]:
+    """Decode ``n`` integers stored inline (4 bytes or fewer) or at the offset in ``field``."""
+    code = _TIFF_TYPES.get(ftype)
+    if code is None:
+        raise InvalidImageError(source, f"corrupt TIFF: unexpected field type {ftype}")
+    nbytes = struct.calcsize(code) * n
+    pos = field if nbytes <= 4 else _unpack(order + "I", data, field, source, "TIFF")[0]
+    if pos + nbytes > len(data):
+        raise _truncated(source, "TIFF", "a tag's values run past the end of the file")
+    return struct.unpack_from(f"{order}{n}{code}", data, pos)
