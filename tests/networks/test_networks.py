@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tumorseg.config import NetworkConfig
+from tumorseg.networks import NETWORK_BUILDERS, build_network
+
+
+def test_classifier_gives_two_logits() -> None:
+    config = NetworkConfig()
+    model = build_network("classifier", config).eval()
+    out = model(torch.zeros(3, 1, config.classifier_size, config.classifier_size))
+    assert out.shape == (3, 2)
+
+
+@pytest.mark.parametrize(("inputs", "channels"), [("binary", 1), ("binary+gray", 2)])
+def test_graynet_is_a_resnet_unet_with_the_configured_inputs(inputs: str, channels: int) -> None:
+    config = NetworkConfig(graynet_input=inputs, graynet_size=64)  # type: ignore[arg-type]
+    model = build_network("graynet", config).eval()
+    assert any("resnet" in type(m).__name__.lower() for m in model.modules())
+    with torch.no_grad():
+        out = model(torch.zeros(2, channels, 64, 64))
+    assert out.shape == (2, 1, 64, 64)
+
+
+@pytest.mark.parametrize("size", [32, 64, 96])
+def test_tile_fcn_is_fully_convolutional(size: int) -> None:
+    model = build_network("fcn", NetworkConfig()).eval()
+    assert not any(isinstance(m, torch.nn.Linear) for m in model.modules())
+    with torch.no_grad():
+        assert model(torch.zeros(2, 1, size, size)).shape == (2, 1, size, size)
+
+
+def test_registry_names_and_errors() -> None:
+    assert set(NETWORK_BUILDERS) == {"classifier", "graynet", "fcn"}
+    with pytest.raises(ValueError, match="unknown network role"):
+        build_network("transformer", NetworkConfig())
