@@ -1,0 +1,134 @@
+"""The fused pipeline on real BUSI images, with freshly initialised models.
+
+Untrained weights say nothing about accuracy; these tests check the contract:
+shapes, routing, batching and the fields of the result.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from tumorseg import SegmentationResult, Segmenter
+from tumorseg.config import MultiScaleConfig, SegmenterConfig
+from tumorseg.data import discover_busi
+
+
+def read_busi(path) -> np.ndarray:
+    """Raw decoded pixels: colour files stay RGB so the segmenter's conversion is exercised."""
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if image.ndim == 3 else image
+
+
+@pytest.fixture(scope="module")
+def busi_images(busi_root) -> list[np.ndarray]:
+    """20 real images of different sizes, colour (RGB) ones included."""
+    images = [read_busi(record.path) for record in discover_busi(busi_root)]
+    colour = [im for im in images if im.ndim == 3][:4]
+    by_size: dict[tuple[int, int], np.ndarray] = {}
+    for image in images:
+        if image.ndim == 2:
+            by_size.setdefault(image.shape, image)
+    picked = colour + list(by_size.values())[: 20 - len(colour)]
+    assert len(picked) == 20 and len({im.shape[:2] for im in picked}) >= 15
+    return picked
+
+
+@pytest.fixture(scope="module")
+def segmenter() -> Segmenter:
+    return Segmenter.untrained(seed=0)
+
+
+def assert_valid(result: SegmentationResult, image: np.ndarray) -> None:
+    assert result.mask.shape == image.shape[:2]
+    assert result.mask.dtype == bool
+    assert result.route in ("homogeneous", "heterogeneous")
+    assert 0.0 <= result.route_confidence <= 1.0
+    assert np.isfinite(result.heterogeneity_score)
+    assert set(result.model_versions) == {"classifier", "graynet", "fcn"}
+    assert result.route in result.timings
+
+
+@pytest.mark.parametrize("route", ["homogeneous", "heterogeneous"])
+def test_masks_match_every_input_shape_on_both_routes(segmenter, busi_images, route) -> None:
+    results = segmenter.segment_batch(busi_images, routes=[route] * len(busi_images))
+    for result, image in zip(results, busi_images, strict=True):
+        assert_valid(result, image)
+        assert result.route == route and result.route_confidence == 1.0
+        expected = (50, 80, 100) if route == "heterogeneous" else ()
+        assert result.pass_tiles == expected
+
+
+def test_classifier_routes_and_reports_confidence(segmenter, busi_images) -> None:
+    results = segmenter.segment_batch(busi_images)
+    for result, image in zip(results, busi_images, strict=True):
+        assert_valid(result, image)
+        assert 0.5 <= result.route_confidence <= 1.0  # two classes: the winner has ≥ half
+        assert "classify" in result.timings
+
+
+def test_batch_equals_single_calls(segmenter, busi_images) -> None:
+    images = busi_images[:4]
+    routes = ["heterogeneous", "homogeneous", "heterogeneous", "homogeneous"]
+    batched = segmenter.segment_batch(images, routes=routes)
+    for image, route, together in zip(images, routes, batched, strict=True):
+        alone = segmenter.segment(image, route=route)
+        # Same arithmetic up to float reduction order: identical except at p == 0.5 ties.
+        assert np.mean(alone.mask != together.mask) < 1e-3
+        assert alone.pass_tiles == together.pass_tiles
+        assert alone.heterogeneity_score == pytest.approx(together.heterogeneity_score, abs=1e-3)
+    unforced = segmenter.segment_batch(images)
+    for image, together in zip(images, unforced, strict=True):
+        alone = segmenter.segment(image)
+        assert (alone.route, pytest.approx(alone.route_confidence, abs=1e-5)) == (
+            together.route,
+            together.route_confidence,
+        )
+
+
+def test_untrained_models_are_seeded() -> None:
+    image = np.random.default_rng(0).integers(0, 255, (90, 120), dtype=np.uint8)
+    first = Segmenter.untrained(seed=3).segment(image, route="heterogeneous")
+    second = Segmenter.untrained(seed=3).segment(image, route="heterogeneous")
+    np.testing.assert_array_equal(first.mask, second.mask)
+
+
+@pytest.mark.parametrize("fusion", ["last", "weighted"])
+def test_fusion_and_schedule_are_configurable(fusion) -> None:
+    config = SegmenterConfig(
+        multiscale=MultiScaleConfig(pass_tiles=(10, 40), fusion=fusion, canvas_size=256)
+    )
+    segmenter = Segmenter.untrained(config=config)
+    result = segmenter.segment(np.full((70, 50), 128, np.uint8), route="heterogeneous")
+    assert result.pass_tiles == (10, 40) and result.mask.shape == (70, 50)
+
+
+def test_summary_is_json_friendly(segmenter) -> None:
+    import json
+
+    image = np.random.default_rng(1).integers(0, 255, (64, 80), dtype=np.uint8)
+    summary = segmenter.segment(image).summary()
+    assert json.loads(json.dumps(summary))["height"] == 64
+
+
+@pytest.mark.parametrize(
+    ("images", "routes", "match"),
+    [
+        ([np.zeros((5,), np.uint8)], None, "shape"),
+        ([np.zeros((8, 8), np.uint8)], ["sideways"], "unknown routes"),
+        ([np.zeros((8, 8), np.uint8)], ["homogeneous", "homogeneous"], "routes for"),
+    ],
+)
+def test_bad_calls_raise_value_error(segmenter, images, routes, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        segmenter.segment_batch(images, routes=routes)
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="two passes"):
+        MultiScaleConfig(pass_tiles=(50,))
+    with pytest.raises(ValueError, match="at least 10"):
+        MultiScaleConfig(pass_tiles=(5, 50))
+    config = SegmenterConfig()
+    assert SegmenterConfig.from_dict(config.to_dict()) == config

@@ -1,0 +1,51 @@
+"""tumorseg: breast-ultrasound tumor segmentation with a personalized fusion network.
+
+A classifier routes each image either to a binarizer + ResNet-encoder segmentation
+network (uniform lesions) or to an iterative multi-scale FCN over exact square
+tilings (non-uniform lesions). See the README.
+
+Top-level names are imported lazily: a Ray worker that only decodes images does
+not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "InvalidImageError": "tumorseg.errors",
+    "ModelSet": "tumorseg.inference",
+    "SegmentationResult": "tumorseg.inference",
+    "Segmenter": "tumorseg.inference",
+    "load_image": "tumorseg.io",
+    "partition_squares": "tumorseg.partition",
+}
+__all__ = [
+    "InvalidImageError",
+    "ModelSet",
+    "SegmentationResult",
+    "Segmenter",
+    "load_image",
+    "partition_squares",
+]
+
+if TYPE_CHECKING:
+    from tumorseg.errors import InvalidImageError
+    from tumorseg.inference import ModelSet, SegmentationResult, Segmenter
+    from tumorseg.io import load_image
+    from tumorseg.partition import partition_squares
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'tumorseg' has no attribute {name!r}")
+    value = getattr(import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*__all__, "__version__"])

@@ -1,0 +1,7 @@
+"""The fused inference path shared by the batch job and the Serve application."""
+
+from tumorseg.inference.models import ModelSet
+from tumorseg.inference.result import SegmentationResult
+from tumorseg.inference.segmenter import Segmenter
+
+__all__ = ["ModelSet", "SegmentationResult", "Segmenter"]

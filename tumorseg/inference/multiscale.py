@@ -1,0 +1,105 @@
+"""Heterogeneous branch: the iterative multi-scale FCN (patent modules 50–53).
+
+Each image is resized to a square canvas. Every pass (layering unit) partitions
+the canvas into its number of squares — guided, from the second pass on, by the
+previous pass's probability map (feedback unit) — runs the tile FCN on all tiles
+of all images in one batch, and pastes the tile outputs back. The passes are
+then fused (:func:`fuse_passes`) and the result resized to each image's size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from tumorseg.config import MultiScaleConfig, NetworkConfig
+from tumorseg.inference.tensors import predict, resize, sigmoid
+from tumorseg.partition import partition_squares
+
+
+def to_canvas(image: np.ndarray, size: int) -> np.ndarray:
+    """Float32 canvas in [0, 1] of ``size × size`` (aspect is not kept: the FCN is local)."""
+    return resize(image.astype(np.float32), size, size) / 255.0
+
+
+def cut_tiles(canvas: np.ndarray, tiles: np.ndarray, tile_size: int) -> np.ndarray:
+    """``(N, 1, t, t)`` crops of ``canvas``, each square resized to the FCN's tile size."""
+    out = np.empty((len(tiles), 1, tile_size, tile_size), dtype=np.float32)
+    for i, (y, x, side) in enumerate(tiles):
+        out[i, 0] = resize(canvas[y : y + side, x : x + side], tile_size, tile_size)
+    return out
+
+
+def paste_tiles(outputs: np.ndarray, tiles: np.ndarray, size: int) -> np.ndarray:
+    """Inverse of :func:`cut_tiles`: a ``size × size`` map from per-tile outputs."""
+    canvas = np.empty((size, size), dtype=np.float32)
+    for output, (y, x, side) in zip(outputs, tiles, strict=True):
+        canvas[y : y + side, x : x + side] = resize(output[0], side, side)
+    return canvas
+
+
+def pass_weights(config: MultiScaleConfig) -> np.ndarray:
+    """Normalised fusion weights; by default pass i weighs i + 1 (later passes see more)."""
+    n = len(config.pass_tiles)
+    raw = np.asarray(config.fusion_weights or np.arange(1, n + 1), dtype=np.float64)
+    if (raw < 0).any() or raw.sum() <= 0:
+        raise ValueError(f"fusion weights must be non-negative and not all zero, got {raw}")
+    return raw / raw.sum()
+
+
+def fuse_passes(probabilities: Sequence[np.ndarray], config: MultiScaleConfig) -> np.ndarray:
+    """``"last"``: the last pass; ``"weighted"``: weighted mean of all passes' maps."""
+    if config.fusion == "last":
+        return probabilities[-1]
+    if config.fusion == "weighted":
+        weights = pass_weights(config)
+        return np.tensordot(weights, np.stack(probabilities), axes=1).astype(np.float32)
+    raise ValueError(f"unknown fusion {config.fusion!r}; choose 'last' or 'weighted'")
+
+
+def segment_heterogeneous(
+    model: nn.Module,
+    images: Sequence[np.ndarray],
+    networks: NetworkConfig,
+    multiscale: MultiScaleConfig,
+    device: torch.device,
+    chunk: int = 256,
+) -> list[np.ndarray]:
+    """Fused tumor probability maps at each image's own size."""
+    if not images:
+        return []
+    size = multiscale.canvas_size
+    canvases = [to_canvas(image, size) for image in images]
+    guides: list[np.ndarray | None] = [None] * len(images)
+    history: list[list[np.ndarray]] = [[] for _ in images]
+    for n_tiles in multiscale.pass_tiles:
+        layouts = [
+            partition_squares(
+                size,
+                size,
+                n_tiles,
+                guide,
+                boundary_width=multiscale.guide_boundary_width,
+                guide_weight=multiscale.guide_weight,
+            )
+            for guide in guides
+        ]
+        batch = np.concatenate(
+            [
+                cut_tiles(c, t, networks.fcn_tile_size)
+                for c, t in zip(canvases, layouts, strict=True)
+            ]
+        )
+        outputs = sigmoid(predict(model, batch, device, chunk))
+        offsets = np.cumsum([0] + [len(t) for t in layouts])
+        for i, tiles in enumerate(layouts):
+            probability = paste_tiles(outputs[offsets[i] : offsets[i + 1]], tiles, size)
+            history[i].append(probability)
+            guides[i] = probability
+    return [
+        resize(fuse_passes(passes, multiscale), *image.shape)
+        for passes, image in zip(history, images, strict=True)
+    ]

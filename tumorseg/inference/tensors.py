@@ -1,0 +1,56 @@
+"""Array ↔ tensor plumbing shared by every inference stage (and by training)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+
+def select_device(device: str | torch.device | None = None) -> torch.device:
+    """The requested device, else the first GPU when there is one, else the CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Area interpolation when shrinking (no aliasing of speckle), linear when enlarging."""
+    if image.shape[:2] == (height, width):
+        return image
+    shrinking = image.shape[0] >= height and image.shape[1] >= width
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return cv2.resize(image, (width, height), interpolation=interpolation)
+
+
+def stack_resized(images: Sequence[np.ndarray], size: int) -> np.ndarray:
+    """``(N, 1, size, size)`` float32 in [0, 1] from 2-D uint8 images of any size."""
+    out = np.empty((len(images), 1, size, size), dtype=np.float32)
+    for i, image in enumerate(images):
+        out[i, 0] = resize(image.astype(np.float32), size, size) / 255.0
+    return out
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, batch: np.ndarray, device: torch.device, chunk: int) -> np.ndarray:
+    """Run ``model`` over ``batch`` in chunks (bounded memory) and return float32 outputs."""
+    model.eval()
+    outputs = []
+    for start in range(0, len(batch), chunk):
+        inputs = torch.from_numpy(np.ascontiguousarray(batch[start : start + chunk])).to(device)
+        outputs.append(model(inputs).float().cpu().numpy())
+    if not outputs:
+        return np.empty((0,), dtype=np.float32)
+    return np.concatenate(outputs)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))).astype(np.float32)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
