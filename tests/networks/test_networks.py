@@ -33,6 +33,14 @@ def test_tile_fcn_is_fully_convolutional(size: int) -> None:
 
 
 def test_registry_names_and_errors() -> None:
-    assert set(NETWORK_BUILDERS) == {"classifier", "graynet", "fcn"}
+    assert set(NETWORK_BUILDERS) == {"classifier", "graynet", "fcn", "baseline"}
     with pytest.raises(ValueError, match="unknown network role"):
         build_network("transformer", NetworkConfig())
+
+
+def test_baseline_is_the_graynet_architecture_on_one_gray_channel() -> None:
+    config = NetworkConfig(graynet_input="binary+gray", graynet_size=64)
+    baseline = build_network("baseline", config).eval()
+    assert type(baseline) is type(build_network("graynet", config))
+    with torch.no_grad():
+        assert baseline(torch.zeros(1, 1, 64, 64)).shape == (1, 1, 64, 64)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from tumorseg.config import NetworkConfig
-from tumorseg.networks import NETWORK_BUILDERS, build_network
+from tumorseg.networks import FUSED_ROLES, build_network
 
 
 @dataclass
@@ -27,7 +27,7 @@ class ModelSet:
         generator_state = torch.random.get_rng_state()
         try:
             torch.manual_seed(seed)
-            models = {role: build_network(role, config) for role in NETWORK_BUILDERS}
+            models = {role: build_network(role, config) for role in FUSED_ROLES}
         finally:
             torch.random.set_rng_state(generator_state)
         return cls(**models, versions={role: f"untrained-seed{seed}" for role in models})

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from torch import nn
 
 from tumorseg.config import NetworkConfig
+from tumorseg.networks.baseline import build_baseline
 from tumorseg.networks.classifier import build_route_classifier
 from tumorseg.networks.graynet import build_graynet, graynet_in_channels
 from tumorseg.networks.tile_fcn import build_tile_fcn
@@ -16,7 +17,10 @@ NETWORK_BUILDERS: dict[str, Callable[[NetworkConfig], nn.Module]] = {
     "classifier": build_route_classifier,
     "graynet": build_graynet,
     "fcn": build_tile_fcn,
+    "baseline": build_baseline,
 }
+#: The roles a fused segmenter needs (the baseline is only for evaluation).
+FUSED_ROLES: tuple[str, ...] = ("classifier", "graynet", "fcn")
 
 
 def build_network(role: str, config: NetworkConfig) -> nn.Module:
@@ -30,7 +34,9 @@ def build_network(role: str, config: NetworkConfig) -> nn.Module:
 
 
 __all__ = [
+    "FUSED_ROLES",
     "NETWORK_BUILDERS",
+    "build_baseline",
     "build_graynet",
     "build_network",
     "build_route_classifier",
