@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from tumorseg.config import MultiScaleConfig
-from tumorseg.inference.multiscale import cut_tiles, fuse_passes, pass_weights, paste_tiles
+from tumorseg.inference.multiscale import (
+    UNKNOWN,
+    fuse_passes,
+    pass_weights,
+    paste_tiles,
+    tile_inputs,
+)
 from tumorseg.partition import partition_squares
 
 
@@ -13,9 +19,23 @@ def test_cut_then_paste_restores_a_piecewise_constant_canvas() -> None:
     canvas = np.zeros((128, 128), np.float32)
     for i, (y, x, side) in enumerate(tiles):
         canvas[y : y + side, x : x + side] = i / len(tiles)
-    crops = cut_tiles(canvas, tiles, 32)
-    assert crops.shape == (50, 1, 32, 32)
-    np.testing.assert_allclose(paste_tiles(crops, tiles, 128), canvas, atol=1e-6)
+    inputs = tile_inputs(canvas, None, tiles, 32)
+    assert inputs.shape == (50, 3, 32, 32)
+    np.testing.assert_allclose(paste_tiles(inputs[:, :1], tiles, 128), canvas, atol=1e-6)
+    assert (inputs[:, 2] == UNKNOWN).all()  # no previous pass yet
+
+
+def test_context_and_guide_channels() -> None:
+    canvas = np.zeros((64, 64), np.float32)
+    canvas[:, 32:] = 1.0  # right half bright
+    guide = np.zeros((64, 64), np.float32)
+    guide[:32] = 1.0  # top half predicted tumor
+    tiles = np.array([[0, 0, 32], [0, 32, 32], [32, 0, 32], [32, 32, 32]])
+    inputs = tile_inputs(canvas, guide, tiles, 16)
+    top_left = inputs[0]
+    assert top_left[0].max() == 0.0  # the tile itself is dark...
+    assert top_left[1].max() > 0.5  # ...but its context window sees the bright half
+    np.testing.assert_allclose(inputs[:, 2].mean(axis=(1, 2)), [1, 1, 0, 0])
 
 
 def test_fusion_rules() -> None:

@@ -29,7 +29,7 @@ def test_tile_fcn_is_fully_convolutional(size: int) -> None:
     model = build_network("fcn", NetworkConfig()).eval()
     assert not any(isinstance(m, torch.nn.Linear) for m in model.modules())
     with torch.no_grad():
-        assert model(torch.zeros(2, 1, size, size)).shape == (2, 1, size, size)
+        assert model(torch.zeros(2, 3, size, size)).shape == (2, 1, size, size)
 
 
 def test_registry_names_and_errors() -> None:

@@ -25,16 +25,37 @@ def to_canvas(image: np.ndarray, size: int) -> np.ndarray:
     return resize(image.astype(np.float32), size, size) / 255.0
 
 
-def cut_tiles(canvas: np.ndarray, tiles: np.ndarray, tile_size: int) -> np.ndarray:
-    """``(N, 1, t, t)`` crops of ``canvas``, each square resized to the FCN's tile size."""
-    out = np.empty((len(tiles), 1, tile_size, tile_size), dtype=np.float32)
+#: FCN input channels: the tile, its surroundings (3× wider), the previous pass's map.
+TILE_CHANNELS = ("tile", "context", "guide")
+#: The guide value meaning "no previous pass yet".
+UNKNOWN = 0.5
+
+
+def tile_inputs(
+    canvas: np.ndarray, guide: np.ndarray | None, tiles: np.ndarray, tile_size: int
+) -> np.ndarray:
+    """``(N, 3, t, t)`` FCN inputs for each square of ``tiles`` on ``canvas``.
+
+    The context channel (a window three tiles wide, zero outside the canvas)
+    tells the FCN where it is relative to the lesion; the guide channel carries
+    the previous pass's probabilities (:data:`UNKNOWN` on the first pass), so the
+    feedback reaches the network as well as the partition.
+    """
+    pad = int(tiles[:, 2].max())
+    padded = np.pad(canvas, pad)
+    if guide is None:
+        guide = np.full(canvas.shape, UNKNOWN, dtype=np.float32)
+    out = np.empty((len(tiles), len(TILE_CHANNELS), tile_size, tile_size), dtype=np.float32)
     for i, (y, x, side) in enumerate(tiles):
         out[i, 0] = resize(canvas[y : y + side, x : x + side], tile_size, tile_size)
+        window = padded[y + pad - side : y + pad + 2 * side, x + pad - side : x + pad + 2 * side]
+        out[i, 1] = resize(window, tile_size, tile_size)
+        out[i, 2] = resize(guide[y : y + side, x : x + side], tile_size, tile_size)
     return out
 
 
 def paste_tiles(outputs: np.ndarray, tiles: np.ndarray, size: int) -> np.ndarray:
-    """Inverse of :func:`cut_tiles`: a ``size × size`` map from per-tile outputs."""
+    """Inverse of cutting: a ``size × size`` map from per-tile ``(N, 1, t, t)`` outputs."""
     canvas = np.empty((size, size), dtype=np.float32)
     for output, (y, x, side) in zip(outputs, tiles, strict=True):
         canvas[y : y + side, x : x + side] = resize(output[0], side, side)
@@ -89,8 +110,8 @@ def segment_heterogeneous(
         ]
         batch = np.concatenate(
             [
-                cut_tiles(c, t, networks.fcn_tile_size)
-                for c, t in zip(canvases, layouts, strict=True)
+                tile_inputs(canvas, guide, tiles, networks.fcn_tile_size)
+                for canvas, guide, tiles in zip(canvases, guides, layouts, strict=True)
             ]
         )
         outputs = sigmoid(predict(model, batch, device, chunk))

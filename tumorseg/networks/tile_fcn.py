@@ -13,7 +13,7 @@ def build_tile_fcn(config: NetworkConfig) -> nn.Module:
     channels = config.fcn_channels
     return UNet(
         spatial_dims=2,
-        in_channels=1,
+        in_channels=3,  # tile, context window, previous pass's map (see inference.multiscale)
         out_channels=1,
         channels=channels,
         strides=(2,) * (len(channels) - 1),
