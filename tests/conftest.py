@@ -20,3 +20,30 @@ def busi_root() -> Path:
     if not (BUSI_ROOT / "benign").is_dir():
         pytest.skip(f"BUSI corpus not found at {BUSI_ROOT}")
     return BUSI_ROOT
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for the whole test session (3–5 s to start; shared by every Ray test).
+
+    Two logical CPUs as on the CI machine; the dashboard stays on because Ray Train
+    needs it.
+    """
+    import ray
+
+    if not ray.is_initialized():
+        # "local": never join a cluster another test (or a stale address file) points at.
+        ray.init(address="local", num_cpus=2, include_dashboard=True, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def mlflow_store(tmp_path, monkeypatch) -> str:
+    """A fresh MLflow sqlite store for one test, made the process' tracking URI."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    return uri

@@ -103,10 +103,10 @@ class SegmenterConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SegmenterConfig:
-        return _build(cls, data)
+        return dataclass_from_dict(cls, data)
 
 
-def _build(cls: type, data: dict[str, Any]) -> Any:
+def dataclass_from_dict(cls: type, data: dict[str, Any]) -> Any:
     """Rebuild a nested frozen dataclass from ``asdict`` output (lists become tuples)."""
     kwargs: dict[str, Any] = {}
     by_name = {f.name: f for f in fields(cls)}
@@ -116,7 +116,7 @@ def _build(cls: type, data: dict[str, Any]) -> Any:
     for name, value in data.items():
         default = getattr(cls(), name) if _has_defaults(cls) else None
         if is_dataclass(default) and isinstance(value, dict):
-            kwargs[name] = _build(type(default), value)
+            kwargs[name] = dataclass_from_dict(type(default), value)
         elif isinstance(value, list):
             kwargs[name] = tuple(value)
         else:

@@ -1,0 +1,87 @@
+"""Train the classifier, gray net, tile FCN (and baseline) on Ray; register them in MLflow.
+
+    python jobs/train.py                                  # smoke preset, phantom corpus
+    python jobs/train.py --preset cpu --data ../shared/data/busi
+    ray job submit --working-dir . -- python jobs/train.py --preset gpu --data s3://…
+
+--data takes a BUSI-layout folder, a manifest (CSV/Parquet) or a DICOM folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from tumorseg.tracking import ModelNames
+from tumorseg.training.config import PRESETS, preset_config
+from tumorseg.training.job import TrainJobOptions, run_train_job
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", help="corpus; default: a built-in phantom corpus (demo only)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="smoke")
+    parser.add_argument("--num-workers", type=int, help="Ray Train workers per network")
+    parser.add_argument("--use-gpu", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--cpus-per-worker", type=float)
+    parser.add_argument("--epochs", type=int, help="override every network's epochs")
+    parser.add_argument("--max-images", type=int, help="use only the first N images")
+    parser.add_argument("--max-failures", type=int, help="worker failures tolerated per network")
+    parser.add_argument(
+        "--concurrent",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="train the networks at the same time (needs the resources)",
+    )
+    parser.add_argument(
+        "--baseline",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also train the unrouted baseline network (default: on)",
+    )
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--experiment", default="tumorseg")
+    parser.add_argument(
+        "--tracking-uri", help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db"
+    )
+    parser.add_argument("--address", help="Ray cluster address; default: $RAY_ADDRESS or local")
+    parser.add_argument("--storage-path", help="Ray Train checkpoints (shared storage on clusters)")
+    parser.add_argument("--model-prefix", default="tumorseg", help="registered names: PREFIX-ROLE")
+    return parser.parse_args()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    args = parse_args()
+    config = preset_config(
+        args.preset,
+        num_workers=args.num_workers,
+        use_gpu=args.use_gpu,
+        cpus_per_worker=args.cpus_per_worker,
+        epochs=args.epochs,
+        max_images=args.max_images,
+        max_failures=args.max_failures,
+        concurrent=args.concurrent,
+        train_baseline=args.baseline,
+        seed=args.seed,
+    )
+    prefix = args.model_prefix
+    run_train_job(
+        TrainJobOptions(
+            config=config,
+            data=args.data,
+            experiment=args.experiment,
+            tracking_uri=args.tracking_uri,
+            address=args.address,
+            storage_path=args.storage_path,
+            names=ModelNames(
+                *(f"{prefix}-{role}" for role in ("classifier", "graynet", "fcn", "baseline"))
+            ),
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

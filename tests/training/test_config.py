@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+import pytest
+
+from tumorseg.training.config import PRESETS, TrainConfig, preset_config
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_round_trip_through_plain_data(name: str) -> None:
+    config = PRESETS[name]
+    assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+def test_overrides() -> None:
+    config = preset_config("cpu", num_workers=2, epochs=3, use_gpu=None)
+    assert config.num_workers == 2 and config.use_gpu is False
+    assert {config.budget(r).epochs for r in ("classifier", "graynet", "fcn", "baseline")} == {3}
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset_config("huge")

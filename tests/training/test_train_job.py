@@ -1,0 +1,79 @@
+"""The smoke preset end to end: real Ray, real Ray Train, a real MLflow sqlite store."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from tumorseg.data import discover
+from tumorseg.io import load_image
+from tumorseg.tracking import ModelNames, load_baseline, load_model_set
+from tumorseg.training.config import preset_config
+from tumorseg.training.job import TrainJobOptions, run_train_job
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained(ray_session, busi24, tmp_path_factory):
+    """One smoke training job, shared by the checks below (Train start-up is costly)."""
+    root = tmp_path_factory.mktemp("smoke")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    outcome = run_train_job(
+        TrainJobOptions(
+            config=preset_config("smoke"),
+            data=str(busi24),
+            tracking_uri=uri,
+            storage_path=str(root / "ray"),
+            experiment="smoke-test",
+        )
+    )
+    return outcome, uri
+
+
+def test_every_network_trained_and_registered(trained) -> None:
+    outcome, uri = trained
+    assert set(outcome.fits) == {"classifier", "graynet", "fcn", "baseline"}
+    assert sum(outcome.split_counts.values()) == 24 and outcome.errors == []
+    client = MlflowClient(uri)
+    names = ModelNames()
+    for role in outcome.fits:
+        version = client.get_model_version_by_alias(names.for_role(role), "candidate")
+        assert str(version.version) == str(outcome.versions[role])
+    assert outcome.promoted  # first registration becomes the champion
+
+
+def test_models_load_by_alias_and_segment(trained, busi24) -> None:
+    outcome, uri = trained
+    models, config = load_model_set(uri, alias="champion")
+    assert models.versions["fcn"].endswith(f"/{outcome.versions['fcn']}")
+    assert load_baseline(uri, alias="champion") is not None
+    from tumorseg import Segmenter
+
+    image = load_image(discover(busi24)[0].path)
+    result = Segmenter(models, config).segment(image)
+    assert result.mask.shape == image.shape
+
+
+def test_metrics_and_artifacts_logged(trained) -> None:
+    outcome, uri = trained
+    client = MlflowClient(uri)
+    parent = client.get_run(outcome.parent_run_id)
+    assert np.isfinite(parent.data.metrics["fused_val_dice"])
+    artifacts = {a.path for a in client.list_artifacts(outcome.parent_run_id)}
+    assert {"train_config.json", "splits.json"} <= artifacts
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{outcome.parent_run_id}'",
+    )
+    by_role = {run.info.run_name: run for run in children}
+    assert {"classifier", "graynet", "fcn", "baseline"} <= set(by_role)
+    dice_history = client.get_metric_history(by_role["graynet"].info.run_id, "val_dice")
+    assert [m.step for m in dice_history] == [0, 1]  # one value per epoch
+    auc = client.get_metric_history(by_role["classifier"].info.run_id, "val_auc")
+    assert len(auc) == 2
+    child_artifacts = {a.path for a in client.list_artifacts(by_role["fcn"].info.run_id)}
+    assert "learning_curves.png" in child_artifacts
+    mlflow.set_tracking_uri(None)

@@ -1,0 +1,153 @@
+"""Typed training configuration and the named presets of ``jobs/train.py``.
+
+A :class:`TrainConfig` fixes everything a training job does: the segmenter
+config the models are built for (sizes, pass schedule), the per-model budgets,
+the data split, and how Ray runs it. Presets are plain instances in
+:data:`PRESETS`; CLI flags override single fields with :func:`dataclasses.replace`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from tumorseg.data.split import SplitConfig
+
+from tumorseg.config import (
+    MultiScaleConfig,
+    NetworkConfig,
+    SegmenterConfig,
+    dataclass_from_dict,
+)
+
+
+@dataclass(frozen=True)
+class ModelBudget:
+    """How long and how hard one network trains."""
+
+    epochs: int = 10
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+
+
+@dataclass(frozen=True)
+class TileSampling:
+    """How FCN training tiles are cut from heterogeneous images (see training.samples)."""
+
+    passes: tuple[int, ...] = (50, 80, 100)
+    guided_copies: int = 1
+    max_tiles_per_image: int = 160
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
+    classifier: ModelBudget = field(default_factory=ModelBudget)
+    graynet: ModelBudget = field(default_factory=ModelBudget)
+    fcn: ModelBudget = field(default_factory=lambda: ModelBudget(batch_size=64))
+    baseline: ModelBudget = field(default_factory=ModelBudget)
+    tiles: TileSampling = field(default_factory=TileSampling)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    max_images: int | None = None
+    num_workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    max_failures: int = 2
+    concurrent: bool = False
+    train_baseline: bool = True
+    seed: int = 0
+
+    def budget(self, role: str) -> ModelBudget:
+        return getattr(self, role)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        return dataclass_from_dict(cls, data)
+
+
+def _smoke() -> TrainConfig:
+    """About a minute on two cores: tiny networks, tiny images, two epochs."""
+    networks = NetworkConfig(
+        classifier_size=64,
+        classifier_channels=(8, 16, 32),
+        graynet_size=64,
+        graynet_resnet_depth=18,
+        graynet_width=8,
+        fcn_tile_size=32,
+        fcn_channels=(8, 16),
+    )
+    multiscale = MultiScaleConfig(canvas_size=128, pass_tiles=(10, 16))
+    tiny = ModelBudget(epochs=2, batch_size=8, learning_rate=2e-3)
+    return TrainConfig(
+        segmenter=SegmenterConfig(networks=networks, multiscale=multiscale),
+        classifier=tiny,
+        graynet=tiny,
+        fcn=replace(tiny, batch_size=32),
+        baseline=tiny,
+        tiles=TileSampling(passes=(10, 16), guided_copies=1, max_tiles_per_image=32),
+        cpus_per_worker=0.5,
+        max_failures=1,
+    )
+
+
+def _cpu() -> TrainConfig:
+    """The whole BUSI corpus on a 2-core machine in about half an hour."""
+    networks = NetworkConfig(
+        classifier_size=96,
+        classifier_channels=(16, 32, 64, 96),
+        graynet_size=128,
+        graynet_resnet_depth=18,
+        graynet_width=16,
+        graynet_input="binary+gray",
+        fcn_tile_size=48,
+        fcn_channels=(16, 32, 64),
+    )
+    multiscale = MultiScaleConfig(canvas_size=256, pass_tiles=(50, 80, 100))
+    return TrainConfig(
+        segmenter=SegmenterConfig(networks=networks, multiscale=multiscale),
+        classifier=ModelBudget(epochs=8, batch_size=16, learning_rate=1e-3),
+        graynet=ModelBudget(epochs=20, batch_size=8, learning_rate=1e-3),
+        fcn=ModelBudget(epochs=8, batch_size=64, learning_rate=2e-3),
+        baseline=ModelBudget(epochs=20, batch_size=8, learning_rate=1e-3),
+        tiles=TileSampling(passes=(50, 80, 100), guided_copies=1, max_tiles_per_image=120),
+        cpus_per_worker=1.0,
+    )
+
+
+def _gpu() -> TrainConfig:
+    """Full resolution and a long schedule, for a GPU cluster."""
+    networks = NetworkConfig(graynet_input="binary+gray", graynet_resnet_depth=34)
+    return TrainConfig(
+        segmenter=SegmenterConfig(networks=networks),
+        classifier=ModelBudget(epochs=40, batch_size=32),
+        graynet=ModelBudget(epochs=150, batch_size=16),
+        fcn=ModelBudget(epochs=60, batch_size=256),
+        baseline=ModelBudget(epochs=150, batch_size=16),
+        tiles=TileSampling(passes=(50, 80, 100), guided_copies=2, max_tiles_per_image=300),
+        num_workers=4,
+        use_gpu=True,
+        cpus_per_worker=4.0,
+        concurrent=True,
+    )
+
+
+PRESETS: dict[str, TrainConfig] = {"smoke": _smoke(), "cpu": _cpu(), "gpu": _gpu()}
+
+
+def preset_config(name: str, **overrides: Any) -> TrainConfig:
+    """A preset with top-level fields replaced (``None`` values leave the preset's)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+    config = PRESETS[name]
+    chosen = {k: v for k, v in overrides.items() if v is not None}
+    epochs = chosen.pop("epochs", None)
+    if epochs is not None:
+        chosen.update({role: replace(config.budget(role), epochs=epochs) for role in ROLES})
+    return replace(config, **chosen)
+
+
+ROLES: tuple[str, ...] = ("classifier", "graynet", "fcn", "baseline")

@@ -1,0 +1,206 @@
+"""The training job: corpus → four Ray Train runs → fused validation → MLflow registry.
+
+``run_training`` is what ``jobs/train.py`` calls. MLflow is written from the
+driver only (one parent run, one child run per network), so workers never touch
+the tracking store; per-epoch metrics come from the histories the checkpoints
+carry, which survive worker restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+from torch import nn
+
+from tumorseg.data import ImageRecord
+from tumorseg.evaluation import evaluate_corpus
+from tumorseg.inference import ModelSet, Segmenter
+from tumorseg.inference.multiscale import TILE_CHANNELS
+from tumorseg.networks import FUSED_ROLES, build_network, graynet_in_channels
+from tumorseg.tracking import ModelNames, promote_if_better, register_model_set
+from tumorseg.tracking.plots import learning_curve_png
+from tumorseg.training.config import TrainConfig
+from tumorseg.training.corpus import PreparedCorpus, prepare_corpus, role_datasets
+from tumorseg.training.trainer import FitResult, build_trainer, fit
+
+log = logging.getLogger("tumorseg.training")
+
+
+@dataclass
+class TrainingOutcome:
+    """What one training job produced, for the job's summary and for tests."""
+
+    parent_run_id: str
+    fits: dict[str, FitResult]
+    fused_val_dice: float
+    baseline_val_dice: float | None
+    versions: dict[str, str]
+    promoted: bool
+    split_counts: dict[str, int]
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def run_training(
+    records: list[ImageRecord],
+    config: TrainConfig,
+    *,
+    experiment: str,
+    names: ModelNames,
+    storage_path: str,
+) -> TrainingOutcome:
+    """Train every network on its shard, validate the fused pipeline, register the models."""
+    start = time.perf_counter()
+    roles = [*FUSED_ROLES, *(["baseline"] if config.train_baseline else [])]
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run(run_name="train") as parent:
+        corpus = prepare_corpus(records, config)
+        split_counts = _log_corpus(corpus, config)
+        fits = _fit_all(corpus, roles, config, storage_path, parent.info.run_id)
+        models = {role: _restore(role, fits[role], config) for role in roles}
+        for role in roles:
+            _log_child(parent.info.run_id, fits[role], config)
+        summary = _validate(models, config, records, corpus)
+        fused_dice = _figure(summary.get("fused"), "dice")  # NaN: no tumor image in val
+        baseline_dice = _figure(summary.get("baseline"), "dice")
+        if np.isnan(fused_dice):
+            log.warning("no tumor image in the validation split: the champion cannot move")
+        mlflow.log_metrics(
+            {"fused_val_dice": fused_dice, "baseline_val_dice": baseline_dice}, synchronous=True
+        )
+        mlflow.log_dict(summary, "validation/summary.json")
+        versions = register_model_set(models, config.segmenter, names, _examples(config, roles))
+        promoted = promote_if_better(versions, fused_dice, names)
+        mlflow.set_tags(
+            {"champion_moved": str(promoted), **{f"version.{r}": v for r, v in versions.items()}}
+        )
+    return TrainingOutcome(
+        parent_run_id=parent.info.run_id,
+        fits=fits,
+        fused_val_dice=fused_dice,
+        baseline_val_dice=None if np.isnan(baseline_dice) else baseline_dice,
+        versions=versions,
+        promoted=promoted,
+        split_counts=split_counts,
+        errors=corpus.errors,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _figure(section: dict[str, Any] | None, key: str) -> float:
+    value = (section or {}).get(key)
+    return float("nan") if value is None else float(value)
+
+
+def _fit_all(
+    corpus: PreparedCorpus, roles: list[str], config: TrainConfig, storage_path: str, run_id: str
+) -> dict[str, FitResult]:
+    """One trainer per network: concurrently when configured, else one after another."""
+    trainers = {}
+    for role in roles:
+        datasets = role_datasets(corpus, role, config)
+        if datasets["train"].count() == 0:
+            raise ValueError(f"no training data for {role}: its shard is empty (too few images?)")
+        trainers[role] = build_trainer(role, datasets, config, storage_path, f"{run_id}-{role}")
+    if config.concurrent:
+        with ThreadPoolExecutor(len(roles)) as pool:
+            futures = {role: pool.submit(fit, trainers[role], role) for role in roles}
+            return {role: future.result() for role, future in futures.items()}
+    results = {}
+    for role in roles:
+        log.info("training %s", role)
+        results[role] = fit(trainers[role], role)
+    return results
+
+
+def _restore(role: str, result: FitResult, config: TrainConfig) -> nn.Module:
+    model = build_network(role, config.segmenter.networks)
+    model.load_state_dict(result.best_weights)
+    return model.eval()
+
+
+def _validate(
+    models: dict[str, nn.Module],
+    config: TrainConfig,
+    records: list[ImageRecord],
+    corpus: PreparedCorpus,
+) -> dict[str, Any]:
+    """The fused pipeline (and the baseline) on the validation images, at native size."""
+    val_ids = {i for i, s in corpus.splits.items() if s == "val"}
+    val_records = [r for r in records if r.image_id in val_ids]
+    segmenter = Segmenter(
+        ModelSet(**{role: models[role] for role in FUSED_ROLES}), config.segmenter, device="cpu"
+    )
+    result = evaluate_corpus(val_records, segmenter, models.get("baseline"))
+    return result.summary
+
+
+def _log_corpus(corpus: PreparedCorpus, config: TrainConfig) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for split in corpus.splits.values():
+        counts[split] = counts.get(split, 0) + 1
+    routes = [m["route"] for m in corpus.meta]
+    mlflow.log_params(
+        {
+            "n_images": len(corpus.meta),
+            "n_unreadable": len(corpus.errors),
+            **{f"n_{split}": n for split, n in sorted(counts.items())},
+            "n_homogeneous": routes.count("homogeneous"),
+            "n_heterogeneous": routes.count("heterogeneous"),
+            "num_workers": config.num_workers,
+            "use_gpu": config.use_gpu,
+        }
+    )
+    mlflow.log_dict(config.to_dict(), "train_config.json")
+    mlflow.log_dict(corpus.splits, "splits.json")  # image_id → split, for evaluation
+    for path, reason in corpus.errors:
+        log.warning("unreadable: %s (%s)", path, reason)
+    return counts
+
+
+def _log_child(parent_id: str, result: FitResult, config: TrainConfig) -> None:
+    """A nested run per network: its budget, per-epoch metrics and learning curves."""
+    with mlflow.start_run(run_name=result.role, nested=True, parent_run_id=parent_id):
+        budget = config.budget(result.role)
+        mlflow.log_params({**vars(budget), "role": result.role, "restarts": result.restarts})
+        for row in result.history:
+            epoch = int(row["epoch"])
+            values = {k: float(v) for k, v in row.items() if k != "epoch" and np.isfinite(v)}
+            mlflow.log_metrics(values, step=epoch)
+        mlflow.log_metric("best_score", result.best_score)
+        curves = {
+            k: [float(r[k]) for r in result.history] for k in result.history[0] if k != "epoch"
+        }
+        with tempfile.TemporaryDirectory() as directory:
+            mlflow.log_artifact(
+                str(learning_curve_png(curves, Path(directory) / "learning_curves.png"))
+            )
+            Path(directory, "history.json").write_text(json.dumps(result.history, indent=1))
+            mlflow.log_artifact(str(Path(directory) / "history.json"))
+
+
+def _examples(config: TrainConfig, roles: list[str]) -> dict[str, np.ndarray]:
+    """One input per network, for the registered models' signatures."""
+    networks = config.segmenter.networks
+    channels = {
+        "classifier": 1,
+        "graynet": graynet_in_channels(networks),
+        "fcn": len(TILE_CHANNELS),
+        "baseline": 1,
+    }
+    sizes = {
+        "classifier": networks.classifier_size,
+        "graynet": networks.graynet_size,
+        "fcn": networks.fcn_tile_size,
+        "baseline": networks.graynet_size,
+    }
+    return {r: np.zeros((1, channels[r], sizes[r], sizes[r]), np.float32) for r in roles}
