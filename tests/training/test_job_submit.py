@@ -62,6 +62,10 @@ def head_node(tmp_path):
         head.wait(timeout=60)
     except subprocess.TimeoutExpired:
         os.killpg(head.pid, signal.SIGKILL)
+    # A head stopped this way leaves its address behind; leave the machine as we found it.
+    record = Path("/tmp/ray/ray_current_cluster")
+    if record.exists() and str(port) in record.read_text():
+        record.unlink()
 
 
 def test_ray_job_submit_trains_and_registers(head_node, busi24, tmp_path) -> None:

@@ -11,14 +11,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from tumorseg.data.split import SplitConfig
-
 from tumorseg.config import (
     MultiScaleConfig,
     NetworkConfig,
     SegmenterConfig,
     dataclass_from_dict,
 )
+from tumorseg.data.split import SplitConfig
 
 
 @dataclass(frozen=True)

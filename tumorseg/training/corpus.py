@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import ray
 import ray.data
-from tumorseg.data.split import SplitItem, assign_splits, group_keys, perceptual_hash
 
 from tumorseg.data import ImageRecord
+from tumorseg.data.split import SplitItem, assign_splits, group_keys, perceptual_hash
 from tumorseg.errors import InvalidImageError
 from tumorseg.io import load_frames, load_mask
 from tumorseg.preprocessing.heterogeneity import triage_class

@@ -75,8 +75,12 @@ def format_outcome(outcome: TrainingOutcome, tracking_uri: str) -> str:
 
 
 def _init_ray(address: str | None) -> None:
-    """Join ``--address``/``RAY_ADDRESS`` (e.g. under ``ray job submit``), else start locally."""
+    """Join ``--address``/``RAY_ADDRESS`` (e.g. under ``ray job submit``), else start locally.
+
+    Without either, a fresh local Ray is started (``"local"``) rather than joining
+    whatever cluster ``/tmp/ray`` last recorded: that record can be stale.
+    """
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(address=address, include_dashboard=None, log_to_driver=True)
+    ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", log_to_driver=True)
