@@ -67,7 +67,6 @@ def main() -> None:
         train_baseline=args.baseline,
         seed=args.seed,
     )
-    prefix = args.model_prefix
     run_train_job(
         TrainJobOptions(
             config=config,
@@ -76,9 +75,7 @@ def main() -> None:
             tracking_uri=args.tracking_uri,
             address=args.address,
             storage_path=args.storage_path,
-            names=ModelNames(
-                *(f"{prefix}-{role}" for role in ("classifier", "graynet", "fcn", "baseline"))
-            ),
+            names=ModelNames.with_prefix(args.model_prefix),
         )
     )
 

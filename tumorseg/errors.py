@@ -16,3 +16,7 @@ class InvalidImageError(ValueError):
         self.source = source
         self.reason = reason
         super().__init__(f"{source}: {reason}")
+
+
+class ImageTooLargeError(InvalidImageError):
+    """An input over the configured byte or pixel limit (HTTP 413 rather than 400)."""

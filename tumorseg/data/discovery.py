@@ -168,9 +168,15 @@ def _is_busi_layout(root: Path, found: list[_Found]) -> bool:
     return any(_mask_owner(f.path) in stems for f in found)
 
 
+def mask_owner_stem(filename: str) -> str | None:
+    """``"X"`` for a mask file named ``X_mask.ext`` or ``X_mask_<n>.ext``, else None."""
+    match = _MASK_STEM.match(Path(filename).stem)
+    return match["base"] if match else None
+
+
 def _mask_owner(path: Path) -> tuple[Path, str] | None:
-    match = _MASK_STEM.match(path.stem)
-    return (path.parent, match["base"]) if match else None
+    stem = mask_owner_stem(path.name)
+    return (path.parent, stem) if stem is not None else None
 
 
 def _mask_order(path: Path) -> int:

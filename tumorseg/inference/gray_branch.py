@@ -13,12 +13,28 @@ from tumorseg.inference.tensors import predict, resize, sigmoid, stack_resized
 from tumorseg.preprocessing.binarize import binarize
 
 
+def binarize_images(images: Sequence[np.ndarray], binarizer: BinarizerConfig) -> list[np.ndarray]:
+    """The binarization module on each image: ``uint8`` {0, 1} masks at the image's size."""
+    return [binarize(image, binarizer).astype(np.uint8) for image in images]
+
+
 def graynet_inputs(
-    images: Sequence[np.ndarray], networks: NetworkConfig, binarizer: BinarizerConfig
+    images: Sequence[np.ndarray],
+    networks: NetworkConfig,
+    binarizer: BinarizerConfig,
+    binaries: Sequence[np.ndarray] | None = None,
 ) -> np.ndarray:
-    """``(N, C, S, S)`` network input: the binarized image, plus gray when configured."""
+    """``(N, C, S, S)`` network input: the binarized image, plus gray when configured.
+
+    ``binaries`` are :func:`binarize_images` results computed elsewhere (the Serve
+    app runs the binarizer as its own deployment); by default they are computed here.
+    """
     size = networks.graynet_size
-    binary = stack_resized([binarize(image, binarizer) * 255 for image in images], size)
+    if binaries is None:
+        binaries = binarize_images(images, binarizer)
+    if len(binaries) != len(images):
+        raise ValueError(f"got {len(binaries)} binarized images for {len(images)} images")
+    binary = stack_resized([np.asarray(b, dtype=np.uint8) * 255 for b in binaries], size)
     if networks.graynet_input == "binary":
         return binary
     return np.concatenate([binary, stack_resized(images, size)], axis=1)
@@ -31,10 +47,12 @@ def segment_homogeneous(
     binarizer: BinarizerConfig,
     device: torch.device,
     chunk: int = 16,
+    binaries: Sequence[np.ndarray] | None = None,
 ) -> list[np.ndarray]:
     """Tumor probability maps at each image's own size."""
     if not images:
         return []
-    logits = predict(model, graynet_inputs(images, networks, binarizer), device, chunk)
+    inputs = graynet_inputs(images, networks, binarizer, binaries)
+    logits = predict(model, inputs, device, chunk)
     probabilities = sigmoid(logits[:, 0])
     return [resize(p, *image.shape) for p, image in zip(probabilities, images, strict=True)]

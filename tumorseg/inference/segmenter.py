@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from tumorseg.config import Route, SegmenterConfig
-from tumorseg.inference.gray_branch import segment_homogeneous
+from tumorseg.config import ROUTES, Route, SegmenterConfig
+from tumorseg.inference.gray_branch import binarize_images, segment_homogeneous
 from tumorseg.inference.models import ModelSet
 from tumorseg.inference.multiscale import segment_heterogeneous
 from tumorseg.inference.result import SegmentationResult
@@ -64,25 +64,83 @@ class Segmenter:
         timings: list[dict[str, float]] = [{} for _ in grays]
         decided = self._decide_routes(grays, routes, timings)
         probabilities: list[np.ndarray | None] = [None] * len(grays)
-        for route, run_branch in (
-            ("homogeneous", self._run_homogeneous),
-            ("heterogeneous", self._run_heterogeneous),
-        ):
+        for route in ROUTES:
             members = [i for i, (r, _) in enumerate(decided) if r == route]
             if not members:
                 continue
             start = time.perf_counter()
-            for i, probability in zip(
-                members, run_branch([grays[i] for i in members]), strict=True
-            ):
+            branch = self.branch_probabilities(route, [grays[i] for i in members])
+            for i, probability in zip(members, branch, strict=True):
                 probabilities[i] = probability
             _share(timings, members, route, time.perf_counter() - start)
         return [
-            self._result(gray, probability, route, confidence, timing)
+            self.finish(gray, probability, route, confidence, timing)
             for gray, probability, (route, confidence), timing in zip(
                 grays, probabilities, decided, timings, strict=True
             )
         ]
+
+    # The stages below are public so that pipelines which run each stage in its own
+    # worker (bulk segmentation on Ray Data, Serve deployments) call this same code.
+
+    def classify(self, grays: Sequence[np.ndarray]) -> list[tuple[Route, float]]:
+        """``(route, confidence)`` per 2-D ``uint8`` image, from the classifier."""
+        return predict_routes(self.models.classifier, grays, self.config.networks, self.device)
+
+    def binarize(self, grays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The binarization module (first step of the homogeneous branch)."""
+        return binarize_images(grays, self.config.binarizer)
+
+    def branch_probabilities(
+        self,
+        route: Route,
+        grays: Sequence[np.ndarray],
+        binaries: Sequence[np.ndarray] | None = None,
+    ) -> list[np.ndarray]:
+        """Tumor probability maps (each at its image's size) from one route's branch.
+
+        ``binaries`` (homogeneous route only) are :meth:`binarize` results computed
+        elsewhere; by default the branch binarizes itself.
+        """
+        config = self.config
+        if route == "homogeneous":
+            return segment_homogeneous(
+                self.models.graynet,
+                list(grays),
+                config.networks,
+                config.binarizer,
+                self.device,
+                binaries=binaries,
+            )
+        if route == "heterogeneous":
+            return segment_heterogeneous(
+                self.models.fcn, list(grays), config.networks, config.multiscale, self.device
+            )
+        raise ValueError(f"unknown route {route!r}; choose from {list(ROUTES)}")
+
+    def finish(
+        self,
+        gray: np.ndarray,
+        probability: np.ndarray,
+        route: Route,
+        confidence: float,
+        timings: dict[str, float] | None = None,
+    ) -> SegmentationResult:
+        """Threshold a branch's probability map and score the image: the final result."""
+        timings = {} if timings is None else timings
+        mask = probability >= self.config.mask_threshold
+        start = time.perf_counter()
+        score = heterogeneity_score(gray, mask, smoothing_sigma=self.config.triage.smoothing_sigma)
+        timings["score"] = time.perf_counter() - start
+        return SegmentationResult(
+            mask=mask,
+            route=route,
+            route_confidence=confidence,
+            heterogeneity_score=score,
+            pass_tiles=self.config.multiscale.pass_tiles if route == "heterogeneous" else (),
+            timings=timings,
+            model_versions=dict(self.models.versions),
+        )
 
     def _decide_routes(
         self,
@@ -98,44 +156,9 @@ class Segmenter:
                 raise ValueError(f"unknown routes {bad}")
             return [(route, 1.0) for route in routes]
         start = time.perf_counter()
-        decided = predict_routes(self.models.classifier, grays, self.config.networks, self.device)
+        decided = self.classify(grays)
         _share(timings, range(len(grays)), "classify", time.perf_counter() - start)
         return decided
-
-    def _run_homogeneous(self, grays: list[np.ndarray]) -> list[np.ndarray]:
-        config = self.config
-        return segment_homogeneous(
-            self.models.graynet, grays, config.networks, config.binarizer, self.device
-        )
-
-    def _run_heterogeneous(self, grays: list[np.ndarray]) -> list[np.ndarray]:
-        config = self.config
-        return segment_heterogeneous(
-            self.models.fcn, grays, config.networks, config.multiscale, self.device
-        )
-
-    def _result(
-        self,
-        gray: np.ndarray,
-        probability: np.ndarray | None,
-        route: Route,
-        confidence: float,
-        timings: dict[str, float],
-    ) -> SegmentationResult:
-        assert probability is not None
-        mask = probability >= self.config.mask_threshold
-        start = time.perf_counter()
-        score = heterogeneity_score(gray, mask, smoothing_sigma=self.config.triage.smoothing_sigma)
-        timings["score"] = time.perf_counter() - start
-        return SegmentationResult(
-            mask=mask,
-            route=route,
-            route_confidence=confidence,
-            heterogeneity_score=score,
-            pass_tiles=self.config.multiscale.pass_tiles if route == "heterogeneous" else (),
-            timings=timings,
-            model_versions=dict(self.models.versions),
-        )
 
 
 def _share(timings: list[dict[str, float]], members, stage: str, seconds: float) -> None:

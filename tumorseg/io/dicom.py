@@ -34,7 +34,7 @@ from pydicom.uid import (
 )
 
 from tumorseg.config import ImageLimits
-from tumorseg.errors import InvalidImageError
+from tumorseg.errors import ImageTooLargeError, InvalidImageError
 from tumorseg.preprocessing.grayscale import to_gray, to_uint8
 
 _PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -114,7 +114,7 @@ def _check_pixels(ds: Dataset, source: str, limits: ImageLimits) -> None:
         raise InvalidImageError(source, "DICOM file gives no image size (Rows/Columns)")
     pixels = rows * cols * frame_count(ds)
     if pixels > limits.max_pixels:
-        raise InvalidImageError(
+        raise ImageTooLargeError(
             source,
             f"DICOM image is too large: {cols}x{rows}x{frame_count(ds)} frames = {pixels} "
             f"pixels, the limit is {limits.max_pixels}",

@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from tumorseg.config import ImageLimits
-from tumorseg.errors import InvalidImageError
+from tumorseg.errors import ImageTooLargeError, InvalidImageError
 from tumorseg.io.dicom import decode_dicom
 from tumorseg.io.headers import raster_size, sniff_format
 from tumorseg.preprocessing.grayscale import to_gray, to_uint8
@@ -121,7 +121,7 @@ def read_source(source: object, label: str, limits: ImageLimits) -> bytes:
     if not data:
         raise InvalidImageError(label, "empty input (0 bytes)")
     if len(data) > limits.max_bytes:
-        raise InvalidImageError(
+        raise ImageTooLargeError(
             label, f"too large: {len(data)} bytes, the limit is {limits.max_bytes}"
         )
     return data
@@ -140,7 +140,7 @@ def _read_file(path: str | os.PathLike[str], label: str, limits: ImageLimits) ->
     if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block or never end
         raise InvalidImageError(label, "is not a regular file")
     if info.st_size > limits.max_bytes:
-        raise InvalidImageError(
+        raise ImageTooLargeError(
             label, f"file is too large: {info.st_size} bytes, the limit is {limits.max_bytes}"
         )
     try:
@@ -177,7 +177,7 @@ def _decode_raster(data: bytes, fmt: str | None, label: str, limits: ImageLimits
         )
     width, height = raster_size(data, fmt, label)
     if width * height > limits.max_pixels:
-        raise InvalidImageError(
+        raise ImageTooLargeError(
             label,
             f"image is too large: {width}x{height} = {width * height} pixels, "
             f"the limit is {limits.max_pixels}",

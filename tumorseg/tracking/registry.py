@@ -111,6 +111,11 @@ class ModelNames:
     fcn: str = "tumorseg-fcn"
     baseline: str = "tumorseg-baseline"
 
+    @classmethod
+    def with_prefix(cls, prefix: str) -> ModelNames:
+        """``PREFIX-classifier``, ``PREFIX-graynet``, … (the jobs' ``--model-prefix``)."""
+        return cls(*(f"{prefix}-{f.name}" for f in fields(cls)))
+
     def for_role(self, role: str) -> str:
         if role not in _ALL_ROLES:
             raise ValueError(f"unknown network role {role!r}; known: {list(_ALL_ROLES)}")
@@ -377,6 +382,24 @@ def load_model_set(
     versions = {role: f"{mv.name}/{mv.version}" for role, mv in found.items()}
     logger.info("loaded model set %s from %s", versions, uri)
     return ModelSet(**models, versions=versions), config
+
+
+def load_model_config(
+    tracking_uri: str | None = None,
+    *,
+    alias: str | None = CHAMPION,
+    version: str | int | None = None,
+    names: ModelNames | None = None,
+) -> tuple[SegmenterConfig, str]:
+    """The :class:`SegmenterConfig` of a registered set, without loading any weights.
+
+    For stages that need the method's settings but no network (the Serve binarizer).
+    Returns the config and the classifier's ``"<name>/<version>"`` label.
+    """
+    names = names or ModelNames()
+    uri = resolve_tracking_uri(tracking_uri)
+    mv = _find(_client(uri), names.classifier, _selector(alias, version), uri)
+    return _config_of(mv, uri), f"{mv.name}/{mv.version}"
 
 
 def load_baseline(

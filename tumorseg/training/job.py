@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
-import ray
 
 from tumorseg.data import discover
 from tumorseg.data.phantom import write_phantom_corpus
+from tumorseg.runtime import init_ray
 from tumorseg.tracking import ModelNames, resolve_tracking_uri
 from tumorseg.training.config import TrainConfig
 from tumorseg.training.pipeline import TrainingOutcome, run_training
@@ -37,7 +36,7 @@ def run_train_job(options: TrainJobOptions) -> TrainingOutcome:
     tracking_uri = resolve_tracking_uri(options.tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     storage = Path(options.storage_path or "outputs/ray_results").resolve()
-    _init_ray(options.address)
+    init_ray(options.address)
     with tempfile.TemporaryDirectory() as scratch:
         source = options.data or write_phantom_corpus(scratch, n=options.phantom_images)
         records = discover(source)
@@ -72,15 +71,3 @@ def format_outcome(outcome: TrainingOutcome, tracking_uri: str) -> str:
     lines.append(f"registered {versions} as candidate; {champion}")
     lines.append(f"MLflow: {tracking_uri} (run {outcome.parent_run_id})")
     return "\n".join(lines)
-
-
-def _init_ray(address: str | None) -> None:
-    """Join ``--address``/``RAY_ADDRESS`` (e.g. under ``ray job submit``), else start locally.
-
-    Without either, a fresh local Ray is started (``"local"``) rather than joining
-    whatever cluster ``/tmp/ray`` last recorded: that record can be stale.
-    """
-    if ray.is_initialized():
-        return
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", log_to_driver=True)

@@ -22,10 +22,10 @@ import numpy as np
 from torch import nn
 
 from tumorseg.data import ImageRecord
-from tumorseg.evaluation import evaluate_corpus
+from tumorseg.evaluation import evaluate_corpus, write_report
 from tumorseg.inference import ModelSet, Segmenter
-from tumorseg.inference.multiscale import TILE_CHANNELS
-from tumorseg.networks import FUSED_ROLES, build_network, graynet_in_channels
+from tumorseg.inference.models import example_inputs
+from tumorseg.networks import FUSED_ROLES, build_network
 from tumorseg.tracking import ModelNames, promote_if_better, register_model_set
 from tumorseg.tracking.plots import learning_curve_png
 from tumorseg.training.config import TrainConfig
@@ -77,8 +77,9 @@ def run_training(
         mlflow.log_metrics(
             {"fused_val_dice": fused_dice, "baseline_val_dice": baseline_dice}, synchronous=True
         )
-        mlflow.log_dict(summary, "validation/summary.json")
-        versions = register_model_set(models, config.segmenter, names, _examples(config, roles))
+        versions = register_model_set(
+            models, config.segmenter, names, example_inputs(config.segmenter.networks, roles)
+        )
         promoted = promote_if_better(versions, fused_dice, names)
         mlflow.set_tags(
             {"champion_moved": str(promoted), **{f"version.{r}": v for r, v in versions.items()}}
@@ -134,13 +135,27 @@ def _validate(
     records: list[ImageRecord],
     corpus: PreparedCorpus,
 ) -> dict[str, Any]:
-    """The fused pipeline (and the baseline) on the validation images, at native size."""
+    """The fused pipeline (and the baseline) on the validation images, at native size.
+
+    The evaluation report (rows, Dice histogram, best/median/worst overlays) is
+    logged under ``validation/``.
+    """
     val_ids = {i for i, s in corpus.splits.items() if s == "val"}
     val_records = [r for r in records if r.image_id in val_ids]
     segmenter = Segmenter(
         ModelSet(**{role: models[role] for role in FUSED_ROLES}), config.segmenter, device="cpu"
     )
-    result = evaluate_corpus(val_records, segmenter, models.get("baseline"))
+    baseline = models.get("baseline")
+    result = evaluate_corpus(val_records, segmenter, baseline)
+    with tempfile.TemporaryDirectory() as directory:
+        write_report(
+            result,
+            directory,
+            segmenter=segmenter,
+            baseline=baseline,
+            context={"split": "val", "models": "this run's"},
+        )
+        mlflow.log_artifacts(directory, artifact_path="validation")
     return result.summary
 
 
@@ -186,21 +201,3 @@ def _log_child(parent_id: str, result: FitResult, config: TrainConfig) -> None:
             )
             Path(directory, "history.json").write_text(json.dumps(result.history, indent=1))
             mlflow.log_artifact(str(Path(directory) / "history.json"))
-
-
-def _examples(config: TrainConfig, roles: list[str]) -> dict[str, np.ndarray]:
-    """One input per network, for the registered models' signatures."""
-    networks = config.segmenter.networks
-    channels = {
-        "classifier": 1,
-        "graynet": graynet_in_channels(networks),
-        "fcn": len(TILE_CHANNELS),
-        "baseline": 1,
-    }
-    sizes = {
-        "classifier": networks.classifier_size,
-        "graynet": networks.graynet_size,
-        "fcn": networks.fcn_tile_size,
-        "baseline": networks.graynet_size,
-    }
-    return {r: np.zeros((1, channels[r], sizes[r], sizes[r]), np.float32) for r in roles}
