@@ -417,35 +417,13 @@ def test_job_help_runs() -> None:
         assert flag in done.stdout
 
 
-def test_records_in_split_partition_the_corpus(corpus) -> None:
-    pytest.importorskip("tumorseg.training.corpus")
-    from tumorseg.training.config import TrainConfig
-
-    config = TrainConfig(segmenter=SMALL)
-    readable = [r for r in corpus if r.image_id != "broken"]
-    parts = {s: records_in_split(corpus, s, config) for s in ("train", "val", "test")}
-    ids = {s: {r.image_id for r in part} for s, part in parts.items()}
-    for part in ids.values():
-        assert "broken" in part  # no split for an unreadable image: kept as an error row
-    ids = {s: part - {"broken"} for s, part in ids.items()}
-    assert set.union(*ids.values()) == {r.image_id for r in readable}
-    assert sum(len(part) for part in ids.values()) == len({r.image_id for r in readable})
-    assert ids["train"] and ids["val"]
+def test_records_in_split_follow_the_logged_assignment(corpus) -> None:
+    assigned = {r.image_id: ("val" if i % 3 == 0 else "train") for i, r in enumerate(corpus)}
+    del assigned["broken"]  # unreadable when the model was trained: in no split
+    val = records_in_split(corpus, "val", assigned)
+    assert [r.image_id for r in val] == [i for i, s in assigned.items() if s == "val"]
+    assert records_in_split(corpus, "test", assigned) == []
     with pytest.raises(ValueError, match="split must be one of"):
-        records_in_split(corpus, "holdout", config)
-
-
-def test_split_metadata_matches_the_training_corpus(corpus) -> None:
-    """The split is rebuilt from the same metadata the training job computed."""
-    training = pytest.importorskip("tumorseg.training.corpus")
-    from tumorseg.evaluation import split_metadata
-    from tumorseg.training.config import TrainConfig
-
-    config = TrainConfig(segmenter=SMALL)
-    ours = split_metadata(corpus, SMALL.triage, SMALL.limits)
-    theirs = [
-        {key: row[key] for key in ours[0]}
-        for record in corpus
-        for row in training._prepare_row(record.to_dict(), config.to_dict())
-    ]
-    assert ours == theirs and len(ours) == len(corpus) - 1  # the broken file has no row
+        records_in_split(corpus, "holdout", assigned)
+    with pytest.raises(ValueError, match="trained on"):
+        records_in_split(corpus, "val", {"some-other-image": "val"})

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import threading
 import time
 from dataclasses import replace
 
 import pytest
+from ray.util.state import list_actors
 
 from tumorseg.data import discover
 from tumorseg.training.config import preset_config
@@ -19,14 +19,17 @@ from tumorseg.training.trainer import build_trainer, fit
 pytestmark = pytest.mark.slow
 
 
-def training_worker_pids() -> list[int]:
-    """Ray names worker processes after their actor class (``ray::RayTrainWorker…``)."""
-    found = subprocess.run(["pgrep", "-f", "^ray::RayTrainWorker"], capture_output=True, text=True)
-    return [int(pid) for pid in found.stdout.split()]
+EPOCHS = 12
+
+
+def live_training_worker_pids() -> list[int]:
+    """Process ids of the live Ray Train worker actors, asked of Ray's state API."""
+    actors = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+    return [actor.pid for actor in actors if actor.pid]
 
 
 def test_killed_worker_resumes_from_its_checkpoint(ray_session, busi24, tmp_path) -> None:
-    config = replace(preset_config("smoke", epochs=8, max_failures=2), train_baseline=False)
+    config = replace(preset_config("smoke", epochs=EPOCHS, max_failures=2), train_baseline=False)
     corpus = prepare_corpus(discover(busi24)[:12], config)
     trainer = build_trainer(
         "baseline", role_datasets(corpus, "baseline", config), config, str(tmp_path), "killed"
@@ -44,12 +47,12 @@ def test_killed_worker_resumes_from_its_checkpoint(ray_session, busi24, tmp_path
         seen.update(p.name for p in run_dir.glob("checkpoint_*"))
         time.sleep(0.1)
     assert len(seen) >= 2, "training never reported two checkpoints"
-    workers = training_worker_pids()
-    assert workers, "no live training worker to kill"
+    workers = live_training_worker_pids()
+    assert len(workers) == 1, f"expected the one worker of this run, found {workers}"
     os.kill(workers[0], signal.SIGKILL)
 
     thread.join(timeout=300)
     result = outcome["result"]
     assert result.restarts >= 1  # the loop restored a checkpoint after the kill
     epochs = [row["epoch"] for row in result.history]
-    assert epochs == list(range(8))  # resumed, not restarted from scratch
+    assert epochs == list(range(EPOCHS))  # resumed, not restarted from scratch

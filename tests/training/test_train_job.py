@@ -63,7 +63,16 @@ def test_metrics_and_artifacts_logged(trained) -> None:
     parent = client.get_run(outcome.parent_run_id)
     assert np.isfinite(parent.data.metrics["fused_val_dice"])
     artifacts = {a.path for a in client.list_artifacts(outcome.parent_run_id)}
-    assert {"train_config.json", "splits.json"} <= artifacts
+    assert {"train_config.json", "splits.json", "validation"} <= artifacts
+    validation = [a.path for a in client.list_artifacts(outcome.parent_run_id, "validation")]
+    assert "validation/summary.json" in validation and "validation/report.md" in validation
+    overlays = [
+        a.path
+        for folder in validation
+        if not folder.endswith((".json", ".md", ".png", ".parquet"))
+        for a in client.list_artifacts(outcome.parent_run_id, folder)
+    ]
+    assert any(path.endswith(".png") for path in overlays), validation
     children = client.search_runs(
         [parent.info.experiment_id],
         filter_string=f"tags.mlflow.parentRunId = '{outcome.parent_run_id}'",
@@ -77,3 +86,43 @@ def test_metrics_and_artifacts_logged(trained) -> None:
     child_artifacts = {a.path for a in client.list_artifacts(by_role["fcn"].info.run_id)}
     assert "learning_curves.png" in child_artifacts
     mlflow.set_tracking_uri(None)
+
+
+def test_evaluate_job_on_the_trained_models_validation_split(trained, busi24, tmp_path) -> None:
+    """``jobs/evaluate.py`` as a user runs it, on the split the training run logged."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    outcome, uri = trained
+    repo = Path(__file__).resolve().parents[2]
+    output = tmp_path / "evaluation"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(repo / "jobs" / "evaluate.py"),
+            "--data", str(busi24),
+            "--split", "val",
+            "--tracking-uri", uri,
+            "--output", str(output),
+            "--experiment", "smoke-test",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((output / "summary.json").read_text())
+    assert summary["n_images"] == outcome.split_counts["val"]
+    for method in ("fused", "baseline"):
+        assert 0.0 <= summary[method]["dice"] <= 1.0
+    # The fused figure is the one training computed on the same split with the same models.
+    assert summary["fused"]["dice"] == pytest.approx(outcome.fused_val_dice, abs=1e-6)
+    assert (output / "report.md").is_file() and list(output.glob("*.parquet"))
+    client = MlflowClient(uri)
+    runs = client.search_runs(
+        [client.get_experiment_by_name("smoke-test").experiment_id],
+        filter_string="tags.job = 'evaluate'",
+    )
+    assert runs and "fused_dice" in runs[0].data.metrics

@@ -13,7 +13,6 @@ from tumorseg.evaluation.evaluate import (
     evaluate_corpus,
     load_example,
     records_in_split,
-    split_metadata,
     summarize,
 )
 from tumorseg.evaluation.report import summary_table, write_report
@@ -26,7 +25,6 @@ __all__ = [
     "evaluate_corpus",
     "load_example",
     "records_in_split",
-    "split_metadata",
     "summarize",
     "summary_table",
     "write_report",

@@ -186,63 +186,27 @@ def record_from_row(row: Mapping[str, Any]) -> ImageRecord:
 # --------------------------------------------------------------------------- splits
 
 
-def split_metadata(
-    records: Sequence[ImageRecord], triage: TriageConfig, limits=None, log_every: int = 200
-) -> list[dict[str, Any]]:
-    """What the training split is computed from, for every readable record.
+def records_in_split(
+    records: Sequence[ImageRecord], split: str, assigned: dict[str, str]
+) -> list[ImageRecord]:
+    """The records that a training run put in ``split``.
 
-    Mirrors the metadata of ``tumorseg.training.corpus`` (image id, patient, label,
-    ground-truth triage class, perceptual hash) so that
-    ``tumorseg.training.corpus.split_ids`` gives the same assignment as training
-    did on the same records. Unreadable records are left out, as in training.
-    """
-    from tumorseg.data.split import perceptual_hash
-
-    meta = []
-    start = time.perf_counter()
-    for done, record in enumerate(records, start=1):
-        try:
-            gray = load_frames(record.path, limits=limits)[record.frame or 0]
-            mask = (
-                load_mask(list(record.mask_paths), shape=gray.shape)
-                if record.mask_paths
-                else np.zeros(gray.shape, bool)
-            )
-        except (InvalidImageError, IndexError) as error:
-            log.warning("no split for %s: %s", record.path, error)
-            continue
-        route, _ = triage_class(gray, mask, record.expert_class, triage)
-        meta.append(
-            {
-                "image_id": record.image_id,
-                "patient_id": record.patient_id or "",
-                "label": record.label or "",
-                "route": route,
-                "phash": str(perceptual_hash(gray)),
-            }
-        )
-        if log_every and (done % log_every == 0 or done == len(records)):
-            rate = done / max(time.perf_counter() - start, 1e-9)
-            log.info("split metadata %d/%d images (%.1f images/s)", done, len(records), rate)
-    return meta
-
-
-def records_in_split(records: Sequence[ImageRecord], split: str, train_config) -> list[ImageRecord]:
-    """The records that a training run with ``train_config`` put in ``split``.
-
-    ``records`` must be what that run trained on (same corpus, same order; apply
-    its ``max_images`` first): the assignment balances groups over the whole corpus.
-    Unreadable records have no split; they are kept, so they show up as error rows.
+    ``assigned`` maps image ids to splits, as the training run logged it
+    (``splits.json``). Image ids hash the file's content, so the corpus may have
+    moved since. Records the run never assigned (unreadable then, or not part of
+    its corpus) are left out; if none of ``records`` was assigned at all, ``--data``
+    is not the corpus the models were trained on, and that is an error.
     """
     from tumorseg.data.split import SPLITS
-    from tumorseg.training.corpus import split_ids  # the training job's own rule
 
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    segmenter = train_config.segmenter
-    meta = split_metadata(records, segmenter.triage, segmenter.limits)
-    assigned = split_ids(meta, train_config) if meta else {}
-    return [r for r in records if assigned.get(r.image_id, split) == split]
+    if records and not any(r.image_id in assigned for r in records):
+        raise ValueError(
+            f"none of the {len(records)} images was in the training run's split: "
+            "evaluate a split only on the corpus the models were trained on"
+        )
+    return [r for r in records if assigned.get(r.image_id) == split]
 
 
 # --------------------------------------------------------------------------- predicting

@@ -1,0 +1,183 @@
+"""Everything ``jobs/evaluate.py`` does after parsing its flags."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.artifacts import download_artifacts
+
+from tumorseg.data import discover
+from tumorseg.evaluation.evaluate import (
+    DEFAULT_NORMAL_FP_MIN_AREA,
+    EvaluationResult,
+    evaluate_corpus,
+    records_in_split,
+)
+from tumorseg.evaluation.report import summary_table, write_report
+from tumorseg.inference import Segmenter
+from tumorseg.tracking import ModelNames, load_baseline, load_model_set, resolve_tracking_uri
+
+log = logging.getLogger("tumorseg.evaluation")
+
+SPLITS_ARTIFACT = "splits.json"
+
+
+@dataclass(frozen=True)
+class EvaluateJobOptions:
+    data: str
+    output: str = "evaluation"
+    model_alias: str = "champion"
+    model_version: str | None = None
+    baseline_alias: str | None = None  # None: model_alias
+    baseline_version: str | None = None
+    baseline: bool = True
+    tracking_uri: str | None = None
+    experiment: str = "tumorseg"
+    names: ModelNames = field(default_factory=ModelNames)
+    split: str = "all"
+    batch_size: int = 8
+    limit: int | None = None
+    device: str | None = None
+    normal_fp_min_area: float = DEFAULT_NORMAL_FP_MIN_AREA
+    examples: int = 2
+    log_every: int = 50
+
+
+def run_evaluate_job(options: EvaluateJobOptions) -> EvaluationResult:
+    """Load the models, evaluate ``options.data``, write the report, log it all to MLflow."""
+    tracking_uri = resolve_tracking_uri(options.tracking_uri)
+    models, config = load_model_set(
+        tracking_uri,
+        alias=options.model_alias,
+        version=options.model_version,
+        names=options.names,
+        device="cpu",
+    )
+    segmenter = Segmenter(models, config, device=options.device)
+    baseline = None
+    if options.baseline:
+        baseline = load_baseline(
+            tracking_uri,
+            alias=options.baseline_alias or options.model_alias,
+            version=options.baseline_version,
+            names=options.names,
+        )
+        if baseline is None:
+            log.warning("no registered baseline found; evaluating the fused model only")
+
+    records = discover(options.data)
+    if options.split != "all":
+        assigned = logged_splits(tracking_uri, options)
+        records = records_in_split(records, options.split, assigned)
+        log.info("%d images in the %s split", len(records), options.split)
+    if options.limit is not None:
+        records = records[: options.limit]
+    log.info("evaluating %d images from %s on %s", len(records), options.data, segmenter.device)
+    result = evaluate_corpus(
+        records,
+        segmenter,
+        baseline,
+        batch_size=options.batch_size,
+        normal_fp_min_area=options.normal_fp_min_area,
+        log_every=options.log_every,
+    )
+    model = (
+        f"version {options.model_version}"
+        if options.model_version
+        else f"alias {options.model_alias}"
+    )
+    context = {
+        "data": options.data,
+        "model": model,
+        "split": options.split,
+        "tracking_uri": tracking_uri,
+    }
+    result.summary["context"] = context
+    output = Path(options.output)
+    paths = write_report(
+        result,
+        output,
+        segmenter=segmenter,
+        baseline=baseline,
+        examples=options.examples,
+        context=context,
+    )
+    _log_to_mlflow(result, options, tracking_uri, output, segmenter, baseline is not None)
+    print(summary_table(result.summary))
+    print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    return result
+
+
+def logged_splits(tracking_uri: str, options: EvaluateJobOptions) -> dict[str, str]:
+    """``{image_id: split}`` logged by the training run that registered the models."""
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    name = options.names.classifier
+    mv = (
+        client.get_model_version(name, str(options.model_version))
+        if options.model_version is not None
+        else client.get_model_version_by_alias(name, options.model_alias)
+    )
+    try:
+        path = download_artifacts(
+            run_id=mv.run_id, artifact_path=SPLITS_ARTIFACT, tracking_uri=tracking_uri
+        )
+    except Exception as error:
+        raise LookupError(
+            f"--split needs the training run's {SPLITS_ARTIFACT}, but run {mv.run_id} of "
+            f"{name} version {mv.version} has none ({error})"
+        ) from error
+    return json.loads(Path(path).read_text())
+
+
+def _log_to_mlflow(
+    result: EvaluationResult,
+    options: EvaluateJobOptions,
+    tracking_uri: str,
+    output: Path,
+    segmenter: Segmenter,
+    with_baseline: bool,
+) -> None:
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment(options.experiment)
+    with mlflow.start_run(run_name="evaluate"):
+        mlflow.set_tags({"job": "evaluate"})
+        mlflow.log_params(
+            {
+                "data": options.data,
+                "split": options.split,
+                "model_alias": options.model_alias,
+                "model_version": options.model_version,
+                "baseline": with_baseline,
+                "n_images": result.summary["n_images"],
+                "normal_fp_min_area": options.normal_fp_min_area,
+                **{f"version_{role}": v for role, v in segmenter.models.versions.items()},
+            }
+        )
+        mlflow.log_metrics(summary_metrics(result.summary))
+        mlflow.log_artifacts(str(output), artifact_path="evaluation")
+
+
+def summary_metrics(summary: dict) -> dict[str, float]:
+    """Flat MLflow metrics from a summary (``None`` figures are left out)."""
+    metrics: dict[str, float] = {}
+    for key in ("n_images", "n_evaluated", "n_tumor", "n_normal", "n_errors", "normal_fp_rate"):
+        metrics[key] = summary[key]
+    for method in ("fused", "baseline"):
+        for name, value in (summary.get(method) or {}).items():
+            metrics[f"{method}_{name}"] = value
+    for group in ("per_route", "per_label"):
+        for name, figures in summary[group].items():
+            for metric in ("n", "dice", "iou", "hd95", "normal_fp_rate"):
+                metrics[f"{group[4:]}_{_key(name)}_{metric}"] = figures[metric]
+    metrics["routing_accuracy"] = summary["routing"]["accuracy"]
+    return {k: float(v) for k, v in metrics.items() if v is not None}
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
