@@ -47,3 +47,40 @@ def mlflow_store(tmp_path, monkeypatch) -> str:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
     return uri
+
+
+@pytest.fixture(scope="session")
+def champion_store(tmp_path_factory) -> str:
+    """A sqlite MLflow store holding one untrained tiny model set as ``champion``.
+
+    For jobs that load models by alias (bulk segmentation, serving); untrained
+    weights make their outputs meaningless, so tests built on it check plumbing only.
+    """
+    import mlflow
+
+    from tumorseg.inference.models import ModelSet, example_inputs
+    from tumorseg.networks import FUSED_ROLES
+    from tumorseg.tracking import ModelNames, promote_if_better, register_model_set
+    from tumorseg.training.config import preset_config
+
+    root = tmp_path_factory.mktemp("champion")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    config = preset_config("smoke").segmenter
+    models = ModelSet.untrained(config.networks, seed=0)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        experiment = mlflow.create_experiment(
+            "champion", artifact_location=(root / "artifacts").as_uri()
+        )
+        with mlflow.start_run(experiment_id=experiment):
+            versions = register_model_set(
+                {role: getattr(models, role) for role in FUSED_ROLES},
+                config,
+                ModelNames(),
+                example_inputs(config.networks, FUSED_ROLES),
+            )
+            promote_if_better(versions, 0.0, ModelNames())
+    finally:
+        mlflow.set_tracking_uri(previous)
+    return uri

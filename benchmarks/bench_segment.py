@@ -1,0 +1,141 @@
+"""Bulk segmentation throughput: a bare in-process loop against the Ray Data job.
+
+    python benchmarks/bench_segment.py --data ../shared/data/busi --images 200 \
+        --tracking-uri sqlite:///mlflow.db
+
+(a) reads and decodes each image with ``load_image`` and runs ``Segmenter.segment_batch``
+    in this process, batch after batch (nothing written);
+(b) runs ``jobs/segment.py``'s pipeline (``run_segmentation``) on the same files into
+    a fresh output folder, once with one actor per network stage and once with two.
+Both use the same registered models. Printed: images/s of each, b/a, and 2-actor/1-actor.
+Times include everything each path does end to end (for (b): listing, loading the
+models in each actor, writing masks and Parquet). On a GPU, the GPU's utilisation is
+sampled during (b).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import ray
+import torch
+
+from tumorseg.bulk import SegmentJobConfig, run_segmentation
+from tumorseg.bulk.listing import list_inputs
+from tumorseg.inference import Segmenter
+from tumorseg.io import load_image
+from tumorseg.tracking import load_model_set
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", default="../shared/data/busi")
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--tracking-uri")
+    parser.add_argument("--model-alias", default="champion")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--cpus-per-actor", type=float, default=0.25)
+    parser.add_argument("--num-gpus", type=float, default=0.0)
+    return parser.parse_args()
+
+
+def pick_images(data: str, count: int, folder: Path) -> list[Path]:
+    """``count`` images of the corpus (masks excluded), linked into ``folder``."""
+    inputs = list_inputs(data)[:count]
+    if len(inputs) < count:
+        raise SystemExit(f"{data} has only {len(inputs)} images, {count} asked")
+    links = []
+    for i, item in enumerate(inputs):
+        link = folder / f"{i:05d}{Path(item.absolute_path).suffix}"
+        link.symlink_to(item.absolute_path)
+        links.append(link)
+    return links
+
+
+def in_process(paths: list[Path], args: argparse.Namespace) -> float:
+    models, config = load_model_set(args.tracking_uri, alias=args.model_alias, device=None)
+    segmenter = Segmenter(models, config)
+    start = time.perf_counter()
+    for i in range(0, len(paths), args.batch_size):
+        images = [load_image(p) for p in paths[i : i + args.batch_size]]
+        segmenter.segment_batch(images)
+    return len(paths) / (time.perf_counter() - start)
+
+
+def with_ray(folder: Path, concurrency: int, args: argparse.Namespace) -> float:
+    with tempfile.TemporaryDirectory() as output:
+        config = SegmentJobConfig(
+            input=str(folder),
+            output=output,
+            tracking_uri=args.tracking_uri,
+            model_alias=args.model_alias,
+            batch_size=args.batch_size,
+            concurrency=concurrency,
+            cpus_per_actor=args.cpus_per_actor,
+            num_gpus=args.num_gpus,
+        )
+        summary = run_segmentation(config)
+    if summary.errors:
+        print(f"  warning: {summary.errors} error rows")
+    return summary.images_per_second
+
+
+class GpuSampler:
+    """Mean GPU utilisation from ``nvidia-smi`` while a block runs (None without a GPU)."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            query = ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"]
+            found = subprocess.run(query, capture_output=True, text=True, check=False)
+            if found.returncode == 0 and found.stdout.strip():
+                self.samples.append(float(found.stdout.split()[0]))
+
+    def __enter__(self) -> GpuSampler:
+        if torch.cuda.is_available() and shutil.which("nvidia-smi"):
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+
+    @property
+    def mean(self) -> float | None:
+        return sum(self.samples) / len(self.samples) if self.samples else None
+
+
+def main() -> None:
+    args = parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        paths = pick_images(args.data, args.images, folder)
+        print(f"{len(paths)} images from {args.data}, batch size {args.batch_size}")
+        bare = in_process(paths, args)
+        print(f"(a) in-process Segmenter.segment_batch loop: {bare:.2f} images/s")
+        ray.init(address="local", log_to_driver=False)
+        rates = {}
+        for concurrency in (1, 2):
+            with GpuSampler() as gpu:
+                rates[concurrency] = with_ray(folder, concurrency, args)
+            busy = "" if gpu.mean is None else f", GPU utilisation {gpu.mean:.0f} %"
+            print(
+                f"(b) Ray Data job, {concurrency} actor(s) per network: "
+                f"{rates[concurrency]:.2f} images/s{busy}"
+            )
+        ray.shutdown()
+    print(f"b/a (1 actor) = {rates[1] / bare:.2f}; b/a (2 actors) = {rates[2] / bare:.2f}")
+    print(f"2 actors / 1 actor = {rates[2] / rates[1]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

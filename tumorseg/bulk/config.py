@@ -1,0 +1,46 @@
+"""Typed options of a bulk segmentation job (``jobs/segment.py`` fills them from flags)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tumorseg.config import ImageLimits
+
+
+@dataclass(frozen=True)
+class SegmentJobConfig:
+    """Where to read and write, which models, and how Ray runs each stage.
+
+    ``concurrency`` is the largest actor pool of each network stage (classifier,
+    gray net, FCN); pools start with one actor and Ray Data grows them under load.
+    ``cpus_per_actor`` is fractional on small machines so that the three pools and
+    the read/write tasks fit together (measured on 2 CPUs with Ray 2.60: three actor
+    pools of 0.5 CPU each never start, Ray Data's per-operator reservations leave
+    them pending; 0.25 runs); ``torch_threads`` (default: the actor's CPUs
+    rounded up) keeps actors from fighting over cores.
+    """
+
+    input: str
+    output: str
+    tracking_uri: str | None = None
+    model_alias: str | None = "champion"
+    model_version: str | None = None
+    model_prefix: str = "tumorseg"
+    batch_size: int = 16
+    concurrency: int = 1
+    cpus_per_actor: float = 0.25
+    cpus_per_task: float = 0.25
+    num_gpus: float = 0.0
+    torch_threads: int | None = None
+    write_overlays: bool = False
+    limits: ImageLimits = field(default_factory=ImageLimits)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
+        if self.cpus_per_actor <= 0 or self.cpus_per_task <= 0:
+            raise ValueError("cpus_per_actor and cpus_per_task must be positive")
+        if self.num_gpus < 0:
+            raise ValueError(f"num_gpus must not be negative, got {self.num_gpus}")

@@ -1,0 +1,143 @@
+"""The output folder of a bulk job, and the commit protocol that makes it exactly-once.
+
+Layout under ``OUTPUT``::
+
+    masks/<relative path>.png      mask, 0/255, the source's exact size
+    overlays/<relative path>.png   optional contour overlay
+    results/part-<hash>.parquet    one row per segmented input
+    errors/part-<hash>.parquet     one row per input that could not be segmented
+
+Every file is written to a hidden temporary name in its final folder and renamed
+into place (``os.replace`` is atomic on POSIX), so nothing half-written is ever
+visible under its final name; Parquet readers skip the hidden names. A batch is
+*done* once its results part is renamed: masks are written before it, and a batch's
+errors part right after. The part's name hashes the batch's input keys, so a task
+that Ray retries rewrites the same part instead of adding a second one. A rerun
+reads the keys of every committed part and skips them; inputs of a batch that was
+cut short are simply segmented again (their mask files are overwritten, atomically).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+MASKS_DIR = "masks"
+OVERLAYS_DIR = "overlays"
+RESULTS_DIR = "results"
+ERRORS_DIR = "errors"
+
+_FILE_COLUMNS = [
+    ("image_id", pa.string()),
+    ("input_key", pa.string()),
+    ("source_path", pa.string()),
+    ("relative_path", pa.string()),
+    ("size_bytes", pa.int64()),
+    ("mtime_ns", pa.int64()),
+]
+
+RESULT_SCHEMA = pa.schema(
+    [
+        *_FILE_COLUMNS,
+        ("height", pa.int32()),
+        ("width", pa.int32()),
+        ("route", pa.string()),
+        ("route_confidence", pa.float32()),
+        ("heterogeneity_score", pa.float32()),
+        ("area_px", pa.int64()),
+        ("bbox_y0", pa.int32()),
+        ("bbox_x0", pa.int32()),
+        ("bbox_y1", pa.int32()),
+        ("bbox_x1", pa.int32()),
+        ("mask_path", pa.string()),
+        ("overlay_path", pa.string()),
+        ("classifier_model", pa.string()),
+        ("classifier_version", pa.string()),
+        ("graynet_model", pa.string()),
+        ("graynet_version", pa.string()),
+        ("fcn_model", pa.string()),
+        ("fcn_version", pa.string()),
+        ("elapsed_s", pa.float32()),
+        ("finished_at", pa.timestamp("ms", tz="UTC")),
+    ]
+)
+
+ERROR_SCHEMA = pa.schema(
+    [
+        *_FILE_COLUMNS,
+        ("stage", pa.string()),
+        ("error_type", pa.string()),
+        ("message", pa.string()),
+        ("finished_at", pa.timestamp("ms", tz="UTC")),
+    ]
+)
+
+
+def output_path(output: str | os.PathLike[str], folder: str, relative_path: str) -> Path:
+    """``OUTPUT/<folder>/<relative path>.png``: the extension is kept, so ``a/b.dcm`` and
+    ``a/b.png`` get different masks."""
+    return Path(output, folder, f"{relative_path}.png")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` at ``path`` so that readers see either nothing or the whole file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+def part_name(input_keys: Iterable[str]) -> str:
+    """Deterministic part file name for a batch: retries of a batch overwrite, never add."""
+    digest = hashlib.sha1("\n".join(sorted(input_keys)).encode()).hexdigest()[:24]
+    return f"part-{digest}.parquet"
+
+
+def commit_part(table: pa.Table, output: str | os.PathLike[str], folder: str, name: str) -> Path:
+    """Atomically publish ``table`` as ``OUTPUT/<folder>/<name>``."""
+    path = Path(output, folder, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{name}.{uuid.uuid4().hex}.tmp")
+    try:
+        pq.write_table(table, temporary)
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+    return path
+
+
+def read_table(output: str | os.PathLike[str], folder: str) -> pa.Table:
+    """Every committed row of ``results`` or ``errors`` (an empty table when none)."""
+    schema = RESULT_SCHEMA if folder == RESULTS_DIR else ERROR_SCHEMA
+    path = Path(output, folder)
+    if not path.is_dir():
+        return schema.empty_table()
+    return pads.dataset(path, format="parquet", schema=schema).to_table()
+
+
+def done_keys(output: str | os.PathLike[str]) -> set[str]:
+    """Input keys that already have a result or an error row."""
+    keys: set[str] = set()
+    for folder in (RESULTS_DIR, ERRORS_DIR):
+        path = Path(output, folder)
+        if path.is_dir():
+            table = pads.dataset(path, format="parquet").to_table(columns=["input_key"])
+            keys.update(table.column("input_key").to_pylist())
+    return keys

@@ -1,0 +1,168 @@
+"""What a bulk job has to segment: the input files, each with a key that says "done".
+
+Listing only stats files; it never opens them, so a folder of a million studies is
+listed quickly and a bad file becomes an error row later instead of stopping the
+listing. A file is an input when its extension is an image or DICOM one, or when it
+has no extension (DICOM archives often store ``IM000123``-style names). Hidden
+files and folders (``.name``) are skipped, and so are BUSI-style masks
+(``X_mask.png``, ``X_mask_1.png``) whose image ``X.png`` sits beside them.
+
+The key of an input is its path relative to the input root, its size and its
+modification time: a rerun skips every key already in the output, and a file that
+changed since is segmented again (its older row stays, with the older ``mtime_ns``).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tumorseg.data.discovery import MANIFEST_SUFFIXES, mask_owner_stem
+
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom", ".dic"}
+)
+MANIFEST_PATH_COLUMNS = ("image", "path", "source_path")
+
+#: Columns of the listing table handed to Ray Data.
+LISTING_SCHEMA = pa.schema(
+    [
+        ("input_key", pa.string()),
+        ("image_id", pa.string()),
+        ("source_path", pa.string()),
+        ("absolute_path", pa.string()),
+        ("relative_path", pa.string()),
+        ("size_bytes", pa.int64()),
+        ("mtime_ns", pa.int64()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One file to segment. ``relative_path`` (POSIX) names its outputs."""
+
+    source_path: str
+    absolute_path: str
+    relative_path: str
+    size_bytes: int
+    mtime_ns: int
+
+    @property
+    def input_key(self) -> str:
+        return input_key(self.relative_path, self.size_bytes, self.mtime_ns)
+
+    @property
+    def image_id(self) -> str:
+        """Stable per path (across reruns and file changes): what reports join on."""
+        return hashlib.sha1(self.relative_path.encode()).hexdigest()[:16]
+
+
+def input_key(relative_path: str, size_bytes: int, mtime_ns: int) -> str:
+    """Content-version key of an input: path, size and modification time."""
+    text = f"{relative_path}\0{size_bytes}\0{mtime_ns}"
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def is_candidate(name: str) -> bool:
+    """Would a file of this name be segmented (before the mask rule)?"""
+    if name.startswith("."):
+        return False
+    suffix = PurePosixPath(name).suffix.lower()
+    return suffix in IMAGE_SUFFIXES or suffix == ""
+
+
+def list_inputs(source: str | os.PathLike[str]) -> list[InputFile]:
+    """The inputs of a folder tree (recursive, sorted) or of a CSV/Parquet manifest."""
+    path = Path(source)
+    if path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
+        return _manifest_inputs(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"--input {source}: no such folder or manifest (.csv/.parquet)")
+    return _folder_inputs(path)
+
+
+def listing_table(inputs: list[InputFile]) -> pa.Table:
+    """The listing as an Arrow table (one row per input) for ``ray.data.from_arrow``."""
+    columns: dict[str, list] = {name: [] for name in LISTING_SCHEMA.names}
+    for item in inputs:
+        columns["input_key"].append(item.input_key)
+        columns["image_id"].append(item.image_id)
+        columns["source_path"].append(item.source_path)
+        columns["absolute_path"].append(item.absolute_path)
+        columns["relative_path"].append(item.relative_path)
+        columns["size_bytes"].append(item.size_bytes)
+        columns["mtime_ns"].append(item.mtime_ns)
+    return pa.table(columns, schema=LISTING_SCHEMA)
+
+
+def _folder_inputs(root: Path) -> list[InputFile]:
+    root = root.resolve()
+    found: list[InputFile] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        present = set(filenames)
+        for filename in sorted(filenames):
+            if not is_candidate(filename) or _is_mask_of_present_image(filename, present):
+                continue
+            absolute = os.path.join(dirpath, filename)
+            relative = Path(absolute).relative_to(root).as_posix()
+            item = _stat_input(absolute, source_path=relative, relative_path=relative)
+            if item is not None:
+                found.append(item)
+    return found
+
+
+def _is_mask_of_present_image(filename: str, present: set[str]) -> bool:
+    stem = mask_owner_stem(filename)
+    suffix = PurePosixPath(filename).suffix
+    return stem is not None and f"{stem}{suffix}" in present
+
+
+def _manifest_inputs(manifest: Path) -> list[InputFile]:
+    base = manifest.resolve().parent
+    found = []
+    for given in _manifest_paths(manifest):
+        absolute = Path(given) if os.path.isabs(given) else base / given
+        try:
+            relative = absolute.resolve().relative_to(base).as_posix()
+        except ValueError:  # outside the manifest's folder: keep the whole path
+            relative = absolute.resolve().as_posix().lstrip("/")
+        item = _stat_input(str(absolute), source_path=given, relative_path=relative)
+        # A listed file that is missing is still an input: it gets an error row.
+        found.append(item or InputFile(given, str(absolute), relative, -1, -1))
+    return found
+
+
+def _manifest_paths(manifest: Path) -> list[str]:
+    if manifest.suffix.lower() == ".parquet":
+        table = pq.read_table(manifest)
+        names = table.column_names
+        rows = None
+    else:
+        with open(manifest, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+            names = reader.fieldnames or []
+    column = next((c for c in MANIFEST_PATH_COLUMNS if c in names), None)
+    if column is None:
+        raise ValueError(
+            f"manifest {manifest} needs one of the columns {list(MANIFEST_PATH_COLUMNS)}; "
+            f"it has {list(names)}"
+        )
+    values = table.column(column).to_pylist() if rows is None else [r[column] for r in rows]
+    return [str(v).strip() for v in values if v is not None and str(v).strip()]
+
+
+def _stat_input(absolute: str, *, source_path: str, relative_path: str) -> InputFile | None:
+    try:
+        info = os.stat(absolute)
+    except OSError:
+        return None
+    return InputFile(source_path, absolute, relative_path, info.st_size, info.st_mtime_ns)

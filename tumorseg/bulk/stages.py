@@ -1,0 +1,324 @@
+"""The Ray Data stages of bulk segmentation: decode → classify → gray net → FCN → write.
+
+Every row carries its own state: ``status`` is ``"ok"`` until a stage fails on that
+image, which then records ``stage``, ``error_type`` and ``message`` and lets the row
+pass untouched through the later stages to the writer, which files it as an error
+row. A failure is caught per image (a batch that raises is retried image by image),
+so one bad input never costs the others their results.
+
+The network stages are actor classes that hold a :class:`~tumorseg.inference.Segmenter`
+and call its stage methods (:meth:`~Segmenter.classify`,
+:meth:`~Segmenter.branch_probabilities`, :meth:`~Segmenter.finish`): the method is
+the library's, exactly as in ``Segmenter.segment_batch`` and the Serve app.
+Images travel between stages as raw ``uint8`` bytes plus their shape.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from tumorseg.bulk.config import SegmentJobConfig
+from tumorseg.bulk.ledger import (
+    ERROR_SCHEMA,
+    ERRORS_DIR,
+    MASKS_DIR,
+    OVERLAYS_DIR,
+    RESULT_SCHEMA,
+    RESULTS_DIR,
+    commit_part,
+    output_path,
+    part_name,
+    write_atomic,
+)
+from tumorseg.bulk.listing import LISTING_SCHEMA
+from tumorseg.config import ImageLimits, Route
+
+OK = "ok"
+ERROR = "error"
+
+#: Per-row state added to the listing's columns, with the value of "not set yet".
+STATE_DEFAULTS: dict[str, Any] = {
+    "status": OK,
+    "stage": "",
+    "error_type": "",
+    "message": "",
+    "gray": b"",
+    "height": -1,
+    "width": -1,
+    "route": "",
+    "route_confidence": math.nan,
+    "heterogeneity_score": math.nan,
+    "area_px": -1,
+    "bbox_y0": -1,
+    "bbox_x0": -1,
+    "bbox_y1": -1,
+    "bbox_x1": -1,
+    "mask_png": b"",
+    "overlay_png": b"",
+    "model_versions": "",
+    "elapsed_s": 0.0,
+}
+ROW_COLUMNS = [*LISTING_SCHEMA.names, *STATE_DEFAULTS]
+
+Row = dict[str, Any]
+
+
+def _rows(batch: pd.DataFrame) -> list[Row]:
+    rows = batch.to_dict("records")
+    for row in rows:
+        for column, default in STATE_DEFAULTS.items():
+            row.setdefault(column, default)
+    return rows
+
+
+def _frame(rows: list[Row]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=ROW_COLUMNS)
+
+
+def _fail(row: Row, stage: str, error: BaseException) -> None:
+    row.update(
+        status=ERROR, stage=stage, error_type=type(error).__name__, message=str(error), gray=b""
+    )
+
+
+def gray_of(row: Row) -> np.ndarray:
+    return np.frombuffer(row["gray"], dtype=np.uint8).reshape(row["height"], row["width"])
+
+
+# --------------------------------------------------------------------------- decode
+
+
+def decode_batch(batch: pd.DataFrame, limits: ImageLimits) -> pd.DataFrame:
+    """Read and decode each file to 2-D ``uint8`` gray; undecodable files become errors."""
+    from tumorseg.io import load_image
+
+    rows = _rows(batch)
+    for row in rows:
+        start = time.perf_counter()
+        try:
+            gray = load_image(row["absolute_path"], limits=limits, name=row["source_path"])
+        except Exception as error:  # every input error is typed, but nothing may stop the job
+            _fail(row, "decode", error)
+        else:
+            row.update(gray=gray.tobytes(), height=gray.shape[0], width=gray.shape[1])
+        row["elapsed_s"] += time.perf_counter() - start
+    return _frame(rows)
+
+
+# --------------------------------------------------------------------------- networks
+
+
+class SegmenterStage:
+    """An actor holding the model set loaded from MLflow (once per actor)."""
+
+    def __init__(self, config: SegmentJobConfig) -> None:
+        import torch
+
+        from tumorseg.inference import Segmenter
+        from tumorseg.tracking import ModelNames, load_model_set
+
+        torch.set_num_threads(config.torch_threads or max(1, math.ceil(config.cpus_per_actor)))
+        models, segmenter_config = load_model_set(
+            config.tracking_uri,
+            alias=config.model_alias,
+            version=config.model_version,
+            names=ModelNames.with_prefix(config.model_prefix),
+            device=None,  # the actor's GPU when it was given one
+        )
+        self.segmenter = Segmenter(models, segmenter_config)
+        self.write_overlays = config.write_overlays
+
+    def _apply(
+        self,
+        rows: list[Row],
+        stage: str,
+        selected: Callable[[Row], bool],
+        run: Callable[[list[Row]], None],
+    ) -> None:
+        """``run`` on the selected rows at once; if that raises, image by image."""
+        chosen = [row for row in rows if row["status"] == OK and selected(row)]
+        if not chosen:
+            return
+        start = time.perf_counter()
+        try:
+            run(chosen)
+        except Exception:
+            for row in chosen:
+                try:
+                    run([row])
+                except Exception as error:
+                    _fail(row, stage, error)
+            return
+        share = (time.perf_counter() - start) / len(chosen)
+        for row in chosen:
+            row["elapsed_s"] += share
+
+
+class ClassifyStage(SegmenterStage):
+    """Classifier actor: decides each image's route."""
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        rows = _rows(batch)
+        self._apply(rows, "classify", lambda row: True, self._classify)
+        return _frame(rows)
+
+    def _classify(self, rows: list[Row]) -> None:
+        decided = self.segmenter.classify([gray_of(row) for row in rows])
+        for row, (route, confidence) in zip(rows, decided, strict=True):
+            row.update(route=route, route_confidence=confidence)
+
+
+class BranchStage(SegmenterStage):
+    """One route's actor (binarizer + gray net, or the multi-scale FCN); other rows pass by."""
+
+    def __init__(self, config: SegmentJobConfig, route: Route) -> None:
+        super().__init__(config)
+        self.route = route
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        rows = _rows(batch)
+        self._apply(rows, self.route, lambda row: row["route"] == self.route, self._segment)
+        return _frame(rows)
+
+    def _segment(self, rows: list[Row]) -> None:
+        grays = [gray_of(row) for row in rows]
+        probabilities = self.segmenter.branch_probabilities(self.route, grays)
+        for row, gray, probability in zip(rows, grays, probabilities, strict=True):
+            result = self.segmenter.finish(gray, probability, self.route, row["route_confidence"])
+            y0, x0, y1, x1 = result.bbox or (-1, -1, -1, -1)
+            row.update(
+                heterogeneity_score=result.heterogeneity_score,
+                area_px=result.area_px,
+                bbox_y0=y0,
+                bbox_x0=x0,
+                bbox_y1=y1,
+                bbox_x1=x1,
+                mask_png=_png(result.mask.astype(np.uint8) * 255),
+                overlay_png=_overlay_png(gray, result.mask) if self.write_overlays else b"",
+                model_versions=_encode_versions(result.model_versions),
+                gray=b"",  # done with the pixels: keep the rows light for the writer
+            )
+
+
+def _encode_versions(versions: dict[str, str]) -> str:
+    """``role=name/version;…``: one string column instead of a nested one."""
+    return ";".join(f"{role}={label}" for role, label in sorted(versions.items()))
+
+
+def _png(image: np.ndarray) -> bytes:
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:  # pragma: no cover - PNG encoding of uint8 arrays does not fail
+        raise RuntimeError("could not encode a PNG")
+    return encoded.tobytes()
+
+
+def _overlay_png(gray: np.ndarray, mask: np.ndarray) -> bytes:
+    from tumorseg.tracking.plots import overlay_array
+
+    return _png(cv2.cvtColor(overlay_array(gray, None, mask), cv2.COLOR_RGB2BGR))
+
+
+# --------------------------------------------------------------------------- write
+
+
+def write_batch(batch: pd.DataFrame, output: str) -> pd.DataFrame:
+    """Write masks, then commit the batch's results part, then its errors part.
+
+    Returns one small row per input (key, outcome, route, seconds) for the driver's
+    summary.
+    """
+    rows = _rows(batch)
+    finished_at = datetime.now(UTC)
+    results, errors = [], []
+    for row in rows:
+        if row["status"] == OK and not row["mask_png"]:
+            _fail(row, "route", RuntimeError(f"no branch segmented route {row['route']!r}"))
+        if row["status"] == OK:
+            try:
+                results.append(_write_outputs(row, output))
+            except Exception as error:  # e.g. a full disk: an error row, not a dead job
+                _fail(row, "write", error)
+        if row["status"] == ERROR:
+            errors.append(row)
+    names = part_name(row["input_key"] for row in rows)
+    if results:
+        table = pa.Table.from_pylist(
+            [_result_record(row, finished_at) for row in results], schema=RESULT_SCHEMA
+        )
+        commit_part(table, output, RESULTS_DIR, names)
+    if errors:
+        table = pa.Table.from_pylist(
+            [_error_record(row, finished_at) for row in errors], schema=ERROR_SCHEMA
+        )
+        commit_part(table, output, ERRORS_DIR, names)
+    return pd.DataFrame(
+        {
+            "input_key": [row["input_key"] for row in rows],
+            "status": [row["status"] for row in rows],
+            "route": [row["route"] for row in rows],
+            "elapsed_s": [row["elapsed_s"] for row in rows],
+        }
+    )
+
+
+def _write_outputs(row: Row, output: str) -> Row:
+    mask_path = output_path(output, MASKS_DIR, row["relative_path"])
+    write_atomic(mask_path, row["mask_png"])
+    row["mask_path"] = str(mask_path.relative_to(output))
+    row["overlay_path"] = ""
+    if row["overlay_png"]:
+        overlay_path = output_path(output, OVERLAYS_DIR, row["relative_path"])
+        write_atomic(overlay_path, row["overlay_png"])
+        row["overlay_path"] = str(overlay_path.relative_to(output))
+    return row
+
+
+def _file_record(row: Row, finished_at: datetime) -> Row:
+    return {
+        "image_id": row["image_id"],
+        "input_key": row["input_key"],
+        "source_path": row["source_path"],
+        "relative_path": row["relative_path"],
+        "size_bytes": int(row["size_bytes"]),
+        "mtime_ns": int(row["mtime_ns"]),
+        "finished_at": finished_at,
+    }
+
+
+def _result_record(row: Row, finished_at: datetime) -> Row:
+    versions = dict(item.split("=", 1) for item in row["model_versions"].split(";") if item)
+    record = _file_record(row, finished_at)
+    for role in ("classifier", "graynet", "fcn"):
+        name, _, version = versions.get(role, "").rpartition("/")
+        record[f"{role}_model"] = name
+        record[f"{role}_version"] = version
+    bbox = {k: int(row[k]) for k in ("bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1")}
+    empty = bbox["bbox_y0"] < 0
+    record.update(
+        {k: None if empty else v for k, v in bbox.items()},
+        height=int(row["height"]),
+        width=int(row["width"]),
+        route=row["route"],
+        route_confidence=float(row["route_confidence"]),
+        heterogeneity_score=float(row["heterogeneity_score"]),
+        area_px=int(row["area_px"]),
+        mask_path=row["mask_path"],
+        overlay_path=row["overlay_path"] or None,
+        elapsed_s=float(row["elapsed_s"]),
+    )
+    return record
+
+
+def _error_record(row: Row, finished_at: datetime) -> Row:
+    record = _file_record(row, finished_at)
+    record.update(stage=row["stage"], error_type=row["error_type"], message=row["message"])
+    return record
