@@ -1,0 +1,164 @@
+"""Serving latency and throughput over HTTP on loopback, and autoscaling under load.
+
+    python benchmarks/bench_serve.py --data ../shared/data/busi --tracking-uri sqlite:///mlflow.db
+
+Starts a local Ray and the Serve app (models by alias from MLflow), then:
+1. times an in-process ``Segmenter.segment`` call (decode included) on the images;
+2. sends ``--requests`` POST /v1/segment requests at each concurrency (default 1, 4,
+   16) from an async client, and prints p50/p95/p99 latency, requests/s and errors;
+3. prints serve p50 at concurrency 1 divided by the in-process p50;
+4. samples the running replicas of every network deployment before, during and
+   after the load (waiting for the downscale) to show autoscaling at work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import threading
+import time
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import ray
+from ray import serve
+
+from tumorseg.bulk.listing import list_inputs
+from tumorseg.inference import Segmenter
+from tumorseg.io import load_image
+from tumorseg.serving.app import build_app
+from tumorseg.tracking import load_model_set
+
+NETWORKS = ("Classifier", "Binarizer", "GrayNet", "MultiScaleFCN")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", default="../shared/data/busi")
+    parser.add_argument("--images", type=int, default=40, help="distinct images, cycled")
+    parser.add_argument("--requests", type=int, default=120, help="requests per concurrency")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--tracking-uri")
+    parser.add_argument("--model-alias", default="champion")
+    parser.add_argument("--settle-s", type=float, default=60, help="max wait for downscale")
+    return parser.parse_args()
+
+
+def percentiles(latencies: list[float]) -> str:
+    p50, p95, p99 = np.percentile(np.asarray(latencies) * 1000, [50, 95, 99])
+    return f"p50 {p50:7.1f} ms  p95 {p95:7.1f} ms  p99 {p99:7.1f} ms"
+
+
+def replicas() -> dict[str, int]:
+    """Running replicas per network deployment."""
+    deployments = serve.status().applications["tumorseg"].deployments
+    return {name: deployments[name].replica_states.get("RUNNING", 0) for name in NETWORKS}
+
+
+class ReplicaSampler:
+    """The largest replica count of each deployment seen while a block runs."""
+
+    def __init__(self) -> None:
+        self.peak = dict.fromkeys(NETWORKS, 0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            for name, count in replicas().items():
+                self.peak[name] = max(self.peak[name], count)
+
+    def __enter__(self) -> ReplicaSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+async def load(url: str, bodies: list[bytes], requests: int, concurrency: int):
+    latencies, errors = [], 0
+    limit = asyncio.Semaphore(concurrency)
+    timeout = aiohttp.ClientTimeout(total=300)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+
+        async def one(i: int) -> None:
+            nonlocal errors
+            async with limit:
+                start = time.perf_counter()
+                async with session.post(
+                    f"{url}/v1/segment",
+                    data=bodies[i % len(bodies)],
+                    headers={"Content-Type": "image/png"},
+                ) as response:
+                    await response.read()
+                    if response.status == 200:
+                        latencies.append(time.perf_counter() - start)
+                    else:
+                        errors += 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(requests)))
+    return latencies, errors, time.perf_counter() - start
+
+
+def in_process_latencies(bodies: list[bytes], args: argparse.Namespace) -> list[float]:
+    models, config = load_model_set(args.tracking_uri, alias=args.model_alias, device=None)
+    segmenter = Segmenter(models, config)
+    segmenter.segment(load_image(bodies[0]))  # warm-up
+    latencies = []
+    for body in bodies:
+        start = time.perf_counter()
+        segmenter.segment(load_image(body))
+        latencies.append(time.perf_counter() - start)
+    return latencies
+
+
+def main() -> None:
+    args = parse_args()
+    paths = [Path(item.absolute_path) for item in list_inputs(args.data)]
+    step = max(1, len(paths) // args.images)
+    bodies = [p.read_bytes() for p in paths[::step][: args.images]]
+    print(f"{len(bodies)} images from {args.data}")
+    local = in_process_latencies(bodies, args)
+    print(f"in-process Segmenter.segment: {percentiles(local)}")
+
+    ray.init(address="local", log_to_driver=False)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(
+        build_app({"model_alias": args.model_alias, "tracking_uri": args.tracking_uri}),
+        name="tumorseg",
+        route_prefix="/",
+    )
+    url = f"http://127.0.0.1:{port}"
+    asyncio.run(load(url, bodies[:4], 8, 1))  # warm-up
+    print(f"replicas before load: {replicas()}")
+    p50_serve = None
+    for concurrency in args.concurrency:
+        with ReplicaSampler() as sampler:
+            latencies, errors, seconds = asyncio.run(load(url, bodies, args.requests, concurrency))
+        rate = len(latencies) / seconds
+        print(
+            f"concurrency {concurrency:3d}: {percentiles(latencies)}  {rate:6.2f} req/s  "
+            f"errors {errors}  peak replicas {sampler.peak}"
+        )
+        if concurrency == 1:
+            p50_serve = float(np.median(latencies))
+    if p50_serve is not None:
+        print(f"serve p50 / in-process p50 at concurrency 1: {p50_serve / np.median(local):.2f}")
+    deadline = time.monotonic() + args.settle_s
+    while time.monotonic() < deadline and any(n > 1 for n in replicas().values()):
+        time.sleep(1)
+    print(f"replicas after load (waited up to {args.settle_s:.0f} s): {replicas()}")
+    serve.shutdown()
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()

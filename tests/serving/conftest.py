@@ -1,0 +1,20 @@
+"""One Serve application for every serving test (Serve start-up costs ~10 s)."""
+
+from __future__ import annotations
+
+import pytest
+from serving_helpers import app_for_tests, free_port, register_candidate
+
+
+@pytest.fixture(scope="package")
+def service(ray_session, champion_store):
+    """The app on a free loopback port; Serve is shut down after the serving tests
+    (its replicas hold CPUs the training tests need)."""
+    from ray import serve
+
+    register_candidate(champion_store)
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(app_for_tests(champion_store), name="tumorseg", route_prefix="/")
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()

@@ -1,0 +1,195 @@
+"""The Serve application over real HTTP: both routes, the error table, a live model switch.
+
+Models are the untrained tiny set of the ``champion_store`` fixture (version 1,
+``champion``) plus a second set registered here as ``candidate`` (version 2) to
+switch to: these tests check the service, not the masks' quality.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+import time
+from collections import Counter
+
+import cv2
+import numpy as np
+import pytest
+import requests
+from ray import serve
+from serving_helpers import MAX_BYTES, app_for_tests
+
+from tumorseg.io.dicom import dicom_bytes
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def busi_png(busi_root) -> tuple[bytes, tuple[int, int]]:
+    path = sorted((busi_root / "benign").glob("* ([0-9]).png"))[0]
+    data = path.read_bytes()
+    return data, cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE).shape
+
+
+def post(url: str, data: bytes, content_type: str = "image/png", **params) -> requests.Response:
+    return requests.post(
+        f"{url}/v1/segment",
+        data=data,
+        headers={"Content-Type": content_type},
+        params=params,
+        timeout=120,
+    )
+
+
+def mask_of(payload: dict) -> np.ndarray:
+    return cv2.imdecode(
+        np.frombuffer(base64.b64decode(payload["mask_png_base64"]), np.uint8), cv2.IMREAD_UNCHANGED
+    )
+
+
+@pytest.mark.parametrize(
+    ("route", "deployments"),
+    [("homogeneous", ["Binarizer", "GrayNet"]), ("heterogeneous", ["MultiScaleFCN"])],
+)
+def test_each_route_runs_its_deployments(service, busi_png, route, deployments) -> None:
+    data, shape = busi_png
+    answer = post(service, data, route=route)
+    assert answer.status_code == 200, answer.text
+    payload = answer.json()
+    assert payload["route"] == route and payload["deployments"] == deployments
+    assert mask_of(payload).shape == shape == (payload["height"], payload["width"])
+    assert payload["model_versions"][
+        {"homogeneous": "graynet", "heterogeneous": "fcn"}[route]
+    ].endswith("/1")
+    stage = {"homogeneous": "graynet", "heterogeneous": "fcn"}[route]
+    assert {"decode", stage, "encode", "total"} <= set(payload["timings_ms"])
+
+
+def test_the_classifier_routes_when_no_route_is_forced(service, busi_png) -> None:
+    data, _ = busi_png
+    payload = post(service, data).json()
+    assert payload["deployments"][0] == "Classifier"
+    assert payload["route"] in ("homogeneous", "heterogeneous")
+    assert 0.5 <= payload["route_confidence"] <= 1.0
+    assert payload["model_versions"]["classifier"] == "tumorseg-classifier/1"
+    assert {"classify", "decode"} <= set(payload["timings_ms"])
+
+
+def test_dicom_jpeg_multipart_and_png_format(service, busi_png) -> None:
+    data, shape = busi_png
+    gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    dicom = post(service, dicom_bytes(gray), "application/dicom")
+    assert dicom.status_code == 200 and mask_of(dicom.json()).shape == shape
+    _, jpeg = cv2.imencode(".jpg", gray)
+    assert post(service, jpeg.tobytes(), "image/jpeg").status_code == 200
+    multipart = requests.post(
+        f"{service}/v1/segment",
+        files={"file": ("x.png", io.BytesIO(data), "image/png")},
+        timeout=120,
+    )
+    assert multipart.status_code == 200 and mask_of(multipart.json()).shape == shape
+    png = post(service, data, format="png")
+    assert png.headers["content-type"] == "image/png" and png.headers["x-tumorseg-route"]
+    assert cv2.imdecode(np.frombuffer(png.content, np.uint8), cv2.IMREAD_UNCHANGED).shape == shape
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(payload))
+            + kind
+            + payload
+            + struct.pack(">I", zlib.crc32(kind + payload))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_error_table_case_by_case_and_the_service_survives(service, busi_png) -> None:
+    data, _ = busi_png
+    gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    dicom = dicom_bytes(gray)
+    cases = {
+        "corrupt": (post(service, np.random.default_rng(0).bytes(5000)), 400),
+        "empty": (post(service, b""), 400),
+        "truncated png": (post(service, data[: len(data) // 2]), 400),
+        "truncated dicom": (post(service, dicom[: len(dicom) // 3], "application/dicom"), 400),
+        "wrong type": (post(service, b"hello", "text/plain"), 415),
+        "no type": (requests.post(f"{service}/v1/segment", data=data, timeout=60), 415),
+        "too many bytes": (post(service, data + b"\0" * MAX_BYTES), 413),
+        "too many pixels": (post(service, png_claiming(3000, 3000)), 413),
+        "bad format": (post(service, data, format="gif"), 422),
+        "bad route": (post(service, data, route="sideways"), 422),
+        "multipart without file": (
+            requests.post(f"{service}/v1/segment", files={"other": ("a", b"x")}, timeout=60),
+            400,
+        ),
+    }
+    wrong = {
+        name: (r.status_code, r.text[:200])
+        for name, (r, want) in cases.items()
+        if r.status_code != want
+    }
+    assert not wrong
+    for response, _ in cases.values():
+        assert "detail" in response.json()
+    assert post(service, data).status_code == 200  # no replica was harmed
+
+
+def test_health_models_and_docs(service) -> None:
+    assert requests.get(f"{service}/v1/health", timeout=30).json() == {"status": "ok"}
+    models = requests.get(f"{service}/v1/models", timeout=30).json()
+    assert models == {
+        "Classifier": "tumorseg-classifier/1",
+        "GrayNet": "tumorseg-graynet/1",
+        "MultiScaleFCN": "tumorseg-fcn/1",
+    }
+    spec = requests.get(f"{service}/openapi.json", timeout=30).json()
+    assert "/v1/segment" in spec["paths"]
+    assert requests.get(f"{service}/docs", timeout=30).status_code == 200
+    assert "tumorseg" in requests.get(service, timeout=30).text
+
+
+def test_live_alias_switch_loses_no_request(service, busi_png, champion_store) -> None:
+    data, _ = busi_png
+    outcomes: list[tuple[int, str]] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            answer = post(service, data, route="homogeneous")
+            version = (
+                answer.json()["model_versions"].get("graynet", "") if answer.ok else answer.text
+            )
+            outcomes.append((answer.status_code, version))
+
+    clients = [threading.Thread(target=client) for _ in range(2)]
+    for thread in clients:
+        thread.start()
+    time.sleep(2)
+    app = app_for_tests(champion_store, user_config={"model_alias": "candidate"})
+    serve.run(app, name="tumorseg", route_prefix="/")  # only user_config changed: reconfigure
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (outcomes and outcomes[-1][1].endswith("/2")):
+        time.sleep(0.2)
+    time.sleep(1)
+    stop.set()
+    for thread in clients:
+        thread.join(timeout=120)
+    statuses = Counter(status for status, _ in outcomes)
+    versions = [version for _, version in outcomes]
+    assert statuses == Counter({200: len(outcomes)}), statuses
+    assert versions[0].endswith("/1") and versions[-1].endswith("/2")
+    assert (
+        requests.get(f"{service}/v1/models", timeout=30).json()["GrayNet"] == "tumorseg-graynet/2"
+    )

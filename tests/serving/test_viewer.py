@@ -1,0 +1,85 @@
+"""The viewer page in headless Chromium: upload a BUSI image, see the overlay and the facts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import cv2
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+@pytest.fixture
+def browser(tmp_path):
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        if os.environ.get("TUMORSEG_REQUIRE_BROWSER"):
+            pytest.fail(
+                "Chromium and ChromeDriver are required (apt install chromium chromium-driver)"
+            )
+        pytest.skip("Chromium/ChromeDriver not installed (apt install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_upload_shows_the_image_with_its_mask_overlay(service, browser, busi_root) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    image_path = sorted((busi_root / "malignant").glob("* ([0-9]).png"))[0]
+    height, width = cv2.imread(str(image_path), cv2.IMREAD_GRAYSCALE).shape
+    browser.get(service)
+    browser.find_element(By.ID, "file").send_keys(str(image_path))
+    WebDriverWait(browser, 120).until(
+        lambda d: (
+            d.find_element(By.ID, "status").text == "done" or d.find_element(By.ID, "error").text
+        )
+    )
+    assert browser.find_element(By.ID, "error").text == ""
+    overlay = browser.find_element(By.ID, "overlay")
+    assert overlay.is_displayed()
+    assert (int(overlay.get_attribute("width")), int(overlay.get_attribute("height"))) == (
+        width,
+        height,
+    )
+    # The mask was drawn pixel by pixel into the overlay (its count equals the answer's area).
+    status = browser.execute_script(
+        "return fetch('/v1/segment?route=heterogeneous', {method: 'POST',"
+        " headers: {'Content-Type': 'image/png'}, body: new Uint8Array(0)}).then(r => r.status)"
+    )
+    assert status == 400  # the page's own origin talks to the API (and bad input is a 400)
+    painted = int(overlay.get_attribute("data-painted"))
+    shown_area = int(browser.find_element(By.ID, "fact-tumor-area-px-").text)
+    assert painted == shown_area
+    # The image itself was drawn under the overlay (not left blank).
+    brightness = browser.execute_script(
+        "const c = document.getElementById('image');"
+        "const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        "let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i]; return s / (d.length / 4);"
+    )
+    assert brightness > 10
+    route = browser.find_element(By.ID, "fact-route").text
+    assert route in ("homogeneous", "heterogeneous")

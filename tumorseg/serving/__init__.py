@@ -1,0 +1,1 @@
+"""Online segmentation with Ray Serve (``serve/app.py``, ``serve/config.yaml``)."""

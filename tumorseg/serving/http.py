@@ -1,0 +1,101 @@
+"""HTTP plumbing of the ingress: reading an upload within limits, and shaping the answer.
+
+Pure functions of bytes and results, so they are tested without a server.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+from typing import Any
+
+import cv2
+import numpy as np
+
+from tumorseg.inference.result import SegmentationResult
+
+#: Media types accepted as a raw body (or as the part of a multipart upload).
+MEDIA_TYPES: dict[str, str] = {
+    "image/png": "upload.png",
+    "image/jpeg": "upload.jpg",
+    "image/bmp": "upload.bmp",
+    "image/tiff": "upload.tiff",
+    "application/dicom": "upload.dcm",
+}
+MULTIPART = "multipart/form-data"
+
+
+class RequestError(Exception):
+    """A request the app refuses, with the HTTP status that says why."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def authorized(authorization: str | None, token: str | None) -> bool:
+    """Bearer-token check (constant time); everything passes when no token is set."""
+    if token is None:
+        return True
+    return hmac.compare_digest((authorization or "").encode(), f"Bearer {token}".encode())
+
+
+def media_type(content_type: str | None) -> str:
+    """``image/png`` from ``image/png; charset=…``; empty when absent."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def upload_name(content_type: str | None) -> str:
+    """The name the decoder sees (a ``.dcm`` name lets a preamble-less DICOM through)."""
+    kind = media_type(content_type)
+    if kind not in MEDIA_TYPES:
+        accepted = ", ".join([*MEDIA_TYPES, MULTIPART])
+        raise RequestError(415, f"unsupported content type {kind or '(none)'!r}; send {accepted}")
+    return MEDIA_TYPES[kind]
+
+
+def check_declared_length(content_length: str | None, max_bytes: int) -> None:
+    """Refuse early, before reading, when the client says the body is too large."""
+    if content_length is None:
+        return
+    try:
+        length = int(content_length)
+    except ValueError:
+        raise RequestError(400, f"bad Content-Length {content_length!r}") from None
+    if length > max_bytes:
+        raise RequestError(413, f"body of {length} bytes is over the limit of {max_bytes}")
+
+
+def png_bytes(mask: np.ndarray) -> bytes:
+    ok, encoded = cv2.imencode(".png", mask.astype(np.uint8) * 255)
+    if not ok:  # pragma: no cover - PNG encoding of uint8 arrays does not fail
+        raise RuntimeError("could not encode the mask as PNG")
+    return encoded.tobytes()
+
+
+def segment_payload(
+    result: SegmentationResult,
+    mask_png: bytes,
+    *,
+    deployments: list[str],
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    """The JSON answer of ``POST /v1/segment``."""
+    bbox = result.bbox
+    return {
+        "route": result.route,
+        "route_confidence": result.route_confidence,
+        "heterogeneity_score": result.heterogeneity_score,
+        "width": int(result.mask.shape[1]),
+        "height": int(result.mask.shape[0]),
+        "area_px": result.area_px,
+        "bbox": None
+        if bbox is None
+        else {"y0": bbox[0], "x0": bbox[1], "y1": bbox[2], "x1": bbox[3]},
+        "mask_png_base64": base64.b64encode(mask_png).decode("ascii"),
+        "pass_tiles": list(result.pass_tiles),
+        "model_versions": dict(result.model_versions),
+        "deployments": deployments,
+        "timings_ms": {stage: round(seconds * 1000, 3) for stage, seconds in timings.items()},
+    }

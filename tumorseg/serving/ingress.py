@@ -1,0 +1,217 @@
+"""The HTTP ingress: decode the upload, then classifier → binarizer → gray net, or → FCN.
+
+Bad input is answered with a 4xx and never reaches a model: 400 undecodable,
+413 over the byte or pixel limit, 415 unsupported media type, 422 bad query
+parameters (FastAPI's validation), 401 without the bearer token when one is set.
+503 means overloaded: Serve refuses requests beyond ``max_queued_requests``, and a
+downstream deployment that is saturated or restarting turns into a 503 with
+``Retry-After`` rather than a 500.
+"""
+
+# No ``from __future__ import annotations``: FastAPI reads these annotations at runtime.
+
+import asyncio
+import logging
+import time
+from importlib import resources
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from tumorseg.errors import ImageTooLargeError, InvalidImageError
+from tumorseg.serving.http import (
+    MULTIPART,
+    RequestError,
+    authorized,
+    check_declared_length,
+    media_type,
+    png_bytes,
+    segment_payload,
+    upload_name,
+)
+from tumorseg.serving.settings import ServeSettings
+
+log = logging.getLogger("ray.serve")
+
+api = FastAPI(
+    title="tumorseg",
+    description="Breast-ultrasound tumor segmentation with the personalized fusion network.",
+    version="1",
+)
+
+
+@serve.deployment(
+    name="Ingress",
+    ray_actor_options={"num_cpus": 0.1},
+    max_ongoing_requests=32,
+    max_queued_requests=64,
+    autoscaling_config={
+        "min_replicas": 1,
+        "max_replicas": 2,
+        "target_ongoing_requests": 8,
+        "upscale_delay_s": 2,
+        "downscale_delay_s": 15,
+        "metrics_interval_s": 1,
+        "look_back_period_s": 5,
+    },
+)
+@serve.ingress(api)
+class Ingress:
+    def __init__(
+        self,
+        classifier: DeploymentHandle,
+        binarizer: DeploymentHandle,
+        graynet: DeploymentHandle,
+        fcn: DeploymentHandle,
+        settings: ServeSettings,
+    ) -> None:
+        self.classifier, self.binarizer = classifier, binarizer
+        self.graynet, self.fcn = graynet, fcn
+        self.settings = settings
+
+    @api.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def viewer(self) -> HTMLResponse:
+        page = resources.files("tumorseg.serving").joinpath("static/viewer.html").read_text()
+        return HTMLResponse(page)
+
+    @api.get("/v1/health")
+    async def health(self) -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.get("/v1/models")
+    async def models(self, request: Request) -> Any:
+        if (denied := self._denied(request)) is not None:
+            return denied
+        classifier, graynet, fcn = await asyncio.gather(
+            self.classifier.versions.remote(),
+            self.graynet.versions.remote(),
+            self.fcn.versions.remote(),
+        )
+        return {
+            "Classifier": classifier["classifier"],
+            "GrayNet": graynet["graynet"],
+            "MultiScaleFCN": fcn["fcn"],
+        }
+
+    @api.post(
+        "/v1/segment",
+        responses={200: {"content": {"image/png": {}}}, 400: {}, 413: {}, 415: {}, 503: {}},
+    )
+    async def segment(
+        self,
+        request: Request,
+        format: Annotated[Literal["json", "png"], Query(description="png: the mask only")] = "json",
+        route: Annotated[
+            Literal["homogeneous", "heterogeneous"] | None,
+            Query(description="force a branch (skips the classifier)"),
+        ] = None,
+    ) -> Response:
+        """Segment one image sent as the raw body (image/png, image/jpeg, application/dicom,
+        image/bmp, image/tiff) or as the ``file`` part of a multipart form."""
+        if (denied := self._denied(request)) is not None:
+            return denied
+        start = time.perf_counter()
+        try:
+            data, name = await self._read_upload(request)
+            gray = await asyncio.to_thread(self._decode, data, name)
+        except RequestError as error:
+            return JSONResponse({"detail": error.detail}, status_code=error.status)
+        timings = {"decode": time.perf_counter() - start}
+        try:
+            result, deployments = await self._run(gray, route, timings)
+        except Exception as error:  # saturated, restarting or dead replica: retry later
+            log.warning("segmentation failed downstream: %r", error)
+            return JSONResponse(
+                {"detail": f"temporarily unavailable ({type(error).__name__}); retry"},
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
+        encode_start = time.perf_counter()
+        mask_png = png_bytes(result.mask)
+        timings["encode"] = time.perf_counter() - encode_start
+        timings["total"] = time.perf_counter() - start
+        if format == "png":
+            return Response(
+                mask_png,
+                media_type="image/png",
+                headers={
+                    "X-Tumorseg-Route": result.route,
+                    "X-Tumorseg-Route-Confidence": f"{result.route_confidence:.4f}",
+                },
+            )
+        payload = segment_payload(result, mask_png, deployments=deployments, timings=timings)
+        return JSONResponse(payload)
+
+    async def _run(self, gray, forced_route, timings: dict[str, float]):
+        deployments = []
+        if forced_route is None:
+            started = time.perf_counter()
+            route, confidence, classifier_version = await self.classifier.classify.remote(gray)
+            timings["classify"] = time.perf_counter() - started
+            deployments.append("Classifier")
+        else:
+            route, confidence, classifier_version = forced_route, 1.0, None
+        started = time.perf_counter()
+        if route == "homogeneous":
+            binary = await self.binarizer.binarize.remote(gray)
+            timings["binarize"] = time.perf_counter() - started
+            started = time.perf_counter()
+            result = await self.graynet.segment.remote((gray, binary, confidence))
+            timings["graynet"] = time.perf_counter() - started
+            deployments += ["Binarizer", "GrayNet"]
+        else:
+            result = await self.fcn.segment.remote((gray, confidence))
+            timings["fcn"] = time.perf_counter() - started
+            deployments.append("MultiScaleFCN")
+        if classifier_version is not None:
+            result.model_versions["classifier"] = classifier_version
+        else:
+            result.model_versions.pop("classifier", None)
+        return result, deployments
+
+    async def _read_upload(self, request: Request) -> tuple[bytes, str]:
+        limit = self.settings.max_bytes
+        check_declared_length(request.headers.get("content-length"), limit)
+        kind = media_type(request.headers.get("content-type"))
+        if kind == MULTIPART:
+            form = await request.form()
+            part = form.get("file")
+            if part is None or isinstance(part, str):
+                raise RequestError(400, "multipart upload needs a file part named 'file'")
+            name = upload_name(part.content_type)
+            data = await part.read(limit + 1)
+        else:
+            name = upload_name(kind)
+            data = bytearray()
+            async for chunk in request.stream():
+                data += chunk
+                if len(data) > limit:
+                    break
+            data = bytes(data)
+        if len(data) > limit:
+            raise RequestError(413, f"body is over the limit of {limit} bytes")
+        if not data:
+            raise RequestError(400, "empty body: send the image's bytes")
+        return data, name
+
+    def _decode(self, data: bytes, name: str):
+        from tumorseg.io import load_image
+
+        try:
+            return load_image(data, limits=self.settings.limits, name=name)
+        except ImageTooLargeError as error:
+            raise RequestError(413, str(error)) from error
+        except InvalidImageError as error:
+            raise RequestError(400, str(error)) from error
+
+    def _denied(self, request: Request) -> JSONResponse | None:
+        if authorized(request.headers.get("authorization"), self.settings.api_token):
+            return None
+        return JSONResponse(
+            {"detail": "missing or wrong bearer token"},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )

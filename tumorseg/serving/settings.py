@@ -1,0 +1,77 @@
+"""Typed settings of the Serve application, from the config file's ``args`` or the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from typing import Any
+
+from tumorseg.config import ImageLimits
+
+#: Environment variables read when the config file does not say.
+ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
+ENV_MODEL_ALIAS = "TUMORSEG_MODEL_ALIAS"
+ENV_API_TOKEN = "TUMORSEG_API_TOKEN"
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which registered set a deployment serves; a deployment's ``user_config``."""
+
+    model_alias: str | None = "champion"
+    model_version: str | None = None
+    tracking_uri: str | None = None
+    model_prefix: str = "tumorseg"
+
+    @classmethod
+    def from_user_config(cls, raw: dict[str, Any] | None, default: ModelChoice) -> ModelChoice:
+        """``default`` with the keys of ``raw`` replaced; unknown keys are an error."""
+        raw = dict(raw or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(f"unknown user_config keys {unknown}; known: {sorted(known)}")
+        values = {f.name: getattr(default, f.name) for f in fields(cls)}
+        values.update(raw)
+        if values["model_version"] is not None:
+            values["model_version"] = str(values["model_version"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Request limits, auth and the default model choice of the whole application."""
+
+    models: ModelChoice
+    max_bytes: int = 32 * 1024 * 1024
+    max_pixels: int = 16_000_000
+    api_token: str | None = None  # bearer token; None: no auth (local use)
+
+    @property
+    def limits(self) -> ImageLimits:
+        return ImageLimits(max_pixels=self.max_pixels, max_bytes=self.max_bytes)
+
+    @classmethod
+    def from_args(cls, args: dict[str, Any] | None = None) -> ServeSettings:
+        """From ``serve run``/``serve deploy`` application args, then the environment."""
+        args = dict(args or {})
+        alias = args.pop("model_alias", None) or os.environ.get(ENV_MODEL_ALIAS, "champion")
+        models = ModelChoice(
+            model_alias=alias,
+            model_version=_optional_str(args.pop("model_version", None)),
+            tracking_uri=args.pop("tracking_uri", None) or os.environ.get(ENV_TRACKING_URI),
+            model_prefix=args.pop("model_prefix", "tumorseg"),
+        )
+        settings = cls(
+            models=models,
+            max_bytes=int(args.pop("max_bytes", cls.max_bytes)),
+            max_pixels=int(args.pop("max_pixels", cls.max_pixels)),
+            api_token=os.environ.get(args.pop("api_token_env", ENV_API_TOKEN)) or None,
+        )
+        if args:
+            raise ValueError(f"unknown application args {sorted(args)}")
+        return settings
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value in (None, "") else str(value)
