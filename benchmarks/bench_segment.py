@@ -42,6 +42,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--cpus-per-actor", type=float, default=0.25)
     parser.add_argument("--num-gpus", type=float, default=0.0)
+    parser.add_argument("--torch-threads", type=int, help="per actor (default: its CPUs)")
     return parser.parse_args()
 
 
@@ -79,6 +80,7 @@ def with_ray(folder: Path, concurrency: int, args: argparse.Namespace) -> float:
             concurrency=concurrency,
             cpus_per_actor=args.cpus_per_actor,
             num_gpus=args.num_gpus,
+            torch_threads=args.torch_threads,
         )
         summary = run_segmentation(config)
     if summary.errors:
