@@ -23,7 +23,7 @@ from tumorseg.config import Route
 from tumorseg.inference import Segmenter
 from tumorseg.inference.result import SegmentationResult
 from tumorseg.serving.settings import ModelChoice, ServeSettings
-from tumorseg.tracking import ModelNames, load_model_config, load_model_set
+from tumorseg.tracking import load_model_config, load_model_set
 
 log = logging.getLogger("ray.serve")
 
@@ -67,9 +67,7 @@ class _ModelStage(_Reconfigurable):
     def _load(self, choice: ModelChoice) -> None:
         models, config = load_model_set(
             choice.tracking_uri,
-            alias=None if choice.model_version else choice.model_alias,
-            version=choice.model_version,
-            names=ModelNames.with_prefix(choice.model_prefix),
+            **choice.registry_query(),
             device=None,  # the replica's GPU when it was given one
         )
         self.segmenter, self.choice = Segmenter(models, config), choice
@@ -102,12 +100,7 @@ class Binarizer(_Reconfigurable):
     """The binarization module: no network, only the set's binarizer settings."""
 
     def _load(self, choice: ModelChoice) -> None:
-        config, _ = load_model_config(
-            choice.tracking_uri,
-            alias=None if choice.model_version else choice.model_alias,
-            version=choice.model_version,
-            names=ModelNames.with_prefix(choice.model_prefix),
-        )
+        config, _ = load_model_config(choice.tracking_uri, **choice.registry_query())
         self.binarizer, self.choice = config.binarizer, choice
 
     async def binarize(self, gray: np.ndarray) -> np.ndarray:

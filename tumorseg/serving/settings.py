@@ -23,6 +23,16 @@ class ModelChoice:
     tracking_uri: str | None = None
     model_prefix: str = "tumorseg"
 
+    def registry_query(self) -> dict[str, Any]:
+        """Keyword arguments of the registry loaders for this choice (a version wins)."""
+        from tumorseg.tracking import ModelNames
+
+        return {
+            "alias": None if self.model_version else self.model_alias,
+            "version": self.model_version,
+            "names": ModelNames.with_prefix(self.model_prefix),
+        }
+
     @classmethod
     def from_user_config(cls, raw: dict[str, Any] | None, default: ModelChoice) -> ModelChoice:
         """``default`` with the keys of ``raw`` replaced; unknown keys are an error."""
