@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from serving_helpers import app_for_tests, free_port, register_candidate
+from serving_helpers import app_config, deploy, free_port, register_candidate
 
 
 @pytest.fixture(scope="package")
@@ -14,7 +14,6 @@ def service(ray_session, champion_store):
 
     register_candidate(champion_store)
     port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(app_for_tests(champion_store), name="tumorseg", route_prefix="/")
+    deploy(app_config(champion_store, port))
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()

@@ -17,8 +17,7 @@ import cv2
 import numpy as np
 import pytest
 import requests
-from ray import serve
-from serving_helpers import MAX_BYTES, app_for_tests
+from serving_helpers import MAX_BYTES, app_config, deploy
 
 from tumorseg.io.dicom import dicom_bytes
 
@@ -177,8 +176,9 @@ def test_live_alias_switch_loses_no_request(service, busi_png, champion_store) -
     for thread in clients:
         thread.start()
     time.sleep(2)
-    app = app_for_tests(champion_store, user_config={"model_alias": "candidate"})
-    serve.run(app, name="tumorseg", route_prefix="/")  # only user_config changed: reconfigure
+    port = int(service.rsplit(":", 1)[1])
+    deploy(app_config(champion_store, port, user_config={"model_alias": "candidate"}))
+    # ^ only user_config changed: a lightweight update, replicas reconfigure in place
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (outcomes and outcomes[-1][1].endswith("/2")):
         time.sleep(0.2)

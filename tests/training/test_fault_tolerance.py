@@ -22,9 +22,12 @@ pytestmark = pytest.mark.slow
 EPOCHS = 12
 
 
-def live_training_worker_pids() -> list[int]:
-    """Process ids of the live Ray Train worker actors, asked of Ray's state API."""
-    actors = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+def live_training_worker_pids(address: str) -> list[int]:
+    """Process ids of the live Ray Train worker actors, asked of this Ray's state API."""
+    actors = list_actors(
+        address=address,
+        filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")],
+    )
     return [actor.pid for actor in actors if actor.pid]
 
 
@@ -47,7 +50,7 @@ def test_killed_worker_resumes_from_its_checkpoint(ray_session, busi24, tmp_path
         seen.update(p.name for p in run_dir.glob("checkpoint_*"))
         time.sleep(0.1)
     assert len(seen) >= 2, "training never reported two checkpoints"
-    workers = live_training_worker_pids()
+    workers = live_training_worker_pids(ray_session.get_runtime_context().gcs_address)
     assert len(workers) == 1, f"expected the one worker of this run, found {workers}"
     os.kill(workers[0], signal.SIGKILL)
 

@@ -18,20 +18,20 @@ MODEL_DEPLOYMENTS = {
 }
 
 
-def build_app(
-    args: dict[str, Any] | None = None,
-    *,
+def build_app(args: dict[str, Any] | None = None) -> Application:
+    """The application builder of ``serve run``/``serve deploy`` (``import_path``):
+    ``args`` are the config file's application args (see :class:`ServeSettings`)."""
+    return compose_app(ServeSettings.from_args(args))
+
+
+def compose_app(
+    settings: ServeSettings,
     options: dict[str, dict[str, Any]] | None = None,
     user_config: dict[str, Any] | None = None,
 ) -> Application:
-    """The bound application.
-
-    ``args`` are the config file's application args (see :class:`ServeSettings`).
-    From Python (tests, benchmarks), ``options`` overrides deployment options by
-    deployment name, and ``user_config`` sets the model choice of the four model
-    deployments (as the config file's per-deployment ``user_config`` does).
-    """
-    settings = ServeSettings.from_args(args)
+    """The bound application, for Python callers: ``options`` overrides deployment
+    options by deployment name, ``user_config`` sets the model choice of the four
+    model deployments (as the config file's per-deployment ``user_config`` does)."""
     options = options or {}
     unknown = sorted(set(options) - {*MODEL_DEPLOYMENTS, "Ingress"})
     if unknown:
