@@ -38,7 +38,9 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", default="../shared/data/busi")
     parser.add_argument("--images", type=int, default=40, help="distinct images, cycled")
-    parser.add_argument("--requests", type=int, default=120, help="requests per concurrency")
+    parser.add_argument(
+        "--requests", type=int, default=300, help="requests per concurrency (long enough to scale)"
+    )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--tracking-uri")
     parser.add_argument("--model-alias", default="champion")
