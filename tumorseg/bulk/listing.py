@@ -14,16 +14,20 @@ changed since is segmented again (its older row stays, with the older ``mtime_ns
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from tumorseg.data.discovery import MANIFEST_SUFFIXES, mask_owner_stem
+from tumorseg.data.discovery import (
+    MANIFEST_SUFFIXES,
+    manifest_cell,
+    manifest_table,
+    mask_owner_stem,
+    resolve_manifest_path,
+)
 
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom", ".dic"}
@@ -129,7 +133,7 @@ def _manifest_inputs(manifest: Path) -> list[InputFile]:
     base = manifest.resolve().parent
     found = []
     for given in _manifest_paths(manifest):
-        absolute = Path(given) if os.path.isabs(given) else base / given
+        absolute = resolve_manifest_path(given, base)
         try:
             relative = absolute.resolve().relative_to(base).as_posix()
         except ValueError:  # outside the manifest's folder: keep the whole path
@@ -141,23 +145,15 @@ def _manifest_inputs(manifest: Path) -> list[InputFile]:
 
 
 def _manifest_paths(manifest: Path) -> list[str]:
-    if manifest.suffix.lower() == ".parquet":
-        table = pq.read_table(manifest)
-        names = table.column_names
-        rows = None
-    else:
-        with open(manifest, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            rows = list(reader)
-            names = reader.fieldnames or []
+    """The image paths of a manifest (discovery's reader; the first path-like column)."""
+    names, rows = manifest_table(manifest)
     column = next((c for c in MANIFEST_PATH_COLUMNS if c in names), None)
     if column is None:
         raise ValueError(
             f"manifest {manifest} needs one of the columns {list(MANIFEST_PATH_COLUMNS)}; "
             f"it has {list(names)}"
         )
-    values = table.column(column).to_pylist() if rows is None else [r[column] for r in rows]
-    return [str(v).strip() for v in values if v is not None and str(v).strip()]
+    return [text for row in rows if (text := manifest_cell(row.get(column))) is not None]
 
 
 def _stat_input(absolute: str, *, source_path: str, relative_path: str) -> InputFile | None:

@@ -108,7 +108,7 @@ def read_manifest(path: str | os.PathLike[str]) -> list[ImageRecord]:
     manifest = Path(path)
     if not manifest.is_file():
         raise FileNotFoundError(f"manifest {os.fspath(path)} does not exist")
-    columns, rows = _manifest_table(manifest)
+    columns, rows = manifest_table(manifest)
     if "image" not in columns:
         raise ValueError(
             f"manifest {manifest} has no 'image' column (columns: {', '.join(columns) or 'none'})"
@@ -267,7 +267,7 @@ def _dicom_header(path: Path) -> tuple[int, str | None]:
 # --------------------------------------------------------------------------- manifests
 
 
-def _manifest_table(manifest: Path) -> tuple[list[str], list[dict[str, Any]]]:
+def manifest_table(manifest: Path) -> tuple[list[str], list[dict[str, Any]]]:
     """Column names and rows (dicts) of a CSV or Parquet manifest."""
     suffix = manifest.suffix.lower()
     if suffix == ".csv":
@@ -296,26 +296,26 @@ def _parquet_table(manifest: Path) -> tuple[list[str], list[dict[str, Any]]]:
 
 
 def _manifest_row(row: dict[str, Any], where: str, base: Path) -> list[ImageRecord]:
-    image = _cell(row.get("image"))
+    image = manifest_cell(row.get("image"))
     if image is None:
         raise ValueError(f"{where}: the 'image' cell is empty")
-    image_path = _resolve(image, base)
+    image_path = resolve_manifest_path(image, base)
     if not image_path.is_file():
         raise FileNotFoundError(f"{where}: image {image_path} does not exist")
-    masks = [_resolve(m, base) for m in _mask_cells(row.get("mask"))]
+    masks = [resolve_manifest_path(m, base) for m in _mask_cells(row.get("mask"))]
     for mask in masks:
         if not mask.is_file():
             raise FileNotFoundError(f"{where}: mask {mask} does not exist")
     return _file_records(
         image_path,
         masks,
-        label=_cell(row.get("label")),
+        label=manifest_cell(row.get("label")),
         expert_class=_expert_class(row.get("expert_class"), where),
-        patient_id=_cell(row.get("patient_id")),
+        patient_id=manifest_cell(row.get("patient_id")),
     )
 
 
-def _cell(value: Any) -> str | None:
+def manifest_cell(value: Any) -> str | None:
     """A manifest cell as stripped text; empty, None and NaN are None."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
@@ -327,12 +327,12 @@ def _cell(value: Any) -> str | None:
 
 def _mask_cells(value: Any) -> list[str]:
     """Mask paths from ``a.png;b.png`` text or a Parquet list column."""
-    items = value if isinstance(value, list | tuple) else (_cell(value) or "").split(";")
-    return [text for item in items if (text := _cell(item))]
+    items = value if isinstance(value, list | tuple) else (manifest_cell(value) or "").split(";")
+    return [text for item in items if (text := manifest_cell(item))]
 
 
 def _expert_class(value: Any, where: str) -> str | None:
-    text = _cell(value)
+    text = manifest_cell(value)
     if text is None:
         return None
     if text.lower() not in ROUTES:
@@ -342,6 +342,6 @@ def _expert_class(value: Any, where: str) -> str | None:
     return text.lower()
 
 
-def _resolve(path: str, base: Path) -> Path:
+def resolve_manifest_path(path: str, base: Path) -> Path:
     """Absolute path; relative ones are taken from the manifest's folder."""
     return Path(os.path.abspath(base / os.path.expanduser(path)))
