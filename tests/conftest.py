@@ -51,7 +51,8 @@ def mlflow_store(tmp_path, monkeypatch) -> str:
 
 @pytest.fixture(scope="session")
 def champion_store(tmp_path_factory) -> str:
-    """A sqlite MLflow store holding one untrained tiny model set as ``champion``.
+    """A sqlite MLflow store with two untrained tiny model sets: version 1 is
+    ``champion``, version 2 only ``candidate`` (for live model switches).
 
     For jobs that load models by alias (bulk segmentation, serving); untrained
     weights make their outputs meaningless, so tests built on it check plumbing only.
@@ -66,21 +67,23 @@ def champion_store(tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp("champion")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     config = preset_config("smoke").segmenter
-    models = ModelSet.untrained(config.networks, seed=0)
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
     try:
         experiment = mlflow.create_experiment(
             "champion", artifact_location=(root / "artifacts").as_uri()
         )
-        with mlflow.start_run(experiment_id=experiment):
-            versions = register_model_set(
-                {role: getattr(models, role) for role in FUSED_ROLES},
-                config,
-                ModelNames(),
-                example_inputs(config.networks, FUSED_ROLES),
-            )
-            promote_if_better(versions, 0.0, ModelNames())
+        for seed in (0, 1):
+            models = ModelSet.untrained(config.networks, seed=seed)
+            with mlflow.start_run(experiment_id=experiment):
+                versions = register_model_set(
+                    {role: getattr(models, role) for role in FUSED_ROLES},
+                    config,
+                    ModelNames(),
+                    example_inputs(config.networks, FUSED_ROLES),
+                )
+                if seed == 0:
+                    promote_if_better(versions, 0.0, ModelNames())
     finally:
         mlflow.set_tracking_uri(previous)
     return uri

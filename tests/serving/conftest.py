@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from serving_helpers import app_config, deploy, free_port, register_candidate
+from serving_helpers import app_config, deploy, free_port
 
 
 @pytest.fixture(scope="package")
@@ -12,7 +12,6 @@ def service(ray_session, champion_store):
     (its replicas hold CPUs the training tests need)."""
     from ray import serve
 
-    register_candidate(champion_store)
     port = free_port()
     deploy(app_config(champion_store, port))
     yield f"http://127.0.0.1:{port}"

@@ -1,7 +1,7 @@
 """The Serve application over real HTTP: both routes, the error table, a live model switch.
 
-Models are the untrained tiny set of the ``champion_store`` fixture (version 1,
-``champion``) plus a second set registered here as ``candidate`` (version 2) to
+Models are the untrained tiny sets of the ``champion_store`` fixture (version 1,
+``champion``, and version 2, ``candidate``, to
 switch to: these tests check the service, not the masks' quality.
 """
 

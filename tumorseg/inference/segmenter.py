@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from tumorseg.config import ROUTES, Route, SegmenterConfig
-from tumorseg.inference.gray_branch import binarize_images, segment_homogeneous
+from tumorseg.inference.gray_branch import segment_homogeneous
 from tumorseg.inference.models import ModelSet
 from tumorseg.inference.multiscale import segment_heterogeneous
 from tumorseg.inference.result import SegmentationResult
@@ -87,10 +87,6 @@ class Segmenter:
         """``(route, confidence)`` per 2-D ``uint8`` image, from the classifier."""
         return predict_routes(self.models.classifier, grays, self.config.networks, self.device)
 
-    def binarize(self, grays: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """The binarization module (first step of the homogeneous branch)."""
-        return binarize_images(grays, self.config.binarizer)
-
     def branch_probabilities(
         self,
         route: Route,
@@ -99,8 +95,8 @@ class Segmenter:
     ) -> list[np.ndarray]:
         """Tumor probability maps (each at its image's size) from one route's branch.
 
-        ``binaries`` (homogeneous route only) are :meth:`binarize` results computed
-        elsewhere; by default the branch binarizes itself.
+        ``binaries`` (homogeneous route only) are ``binarize_images`` results computed
+        elsewhere (the Serve Binarizer); by default the branch binarizes itself.
         """
         config = self.config
         if route == "homogeneous":
