@@ -69,10 +69,17 @@ class MultiScaleConfig:
     ``fusion`` chooses the final mask: ``"last"`` keeps the last pass,
     ``"weighted"`` averages the passes' probability maps with ``fusion_weights``
     (normalised; defaults to weights growing with the pass index).
+
+    ``coarse_seed`` gives the first layering unit a guide too: the tile FCN first
+    sees the whole canvas as a single square (at tile size), and that coarse map
+    guides pass one's partition and input, as each pass guides the next. Without
+    it the first pass sees no more than three tiles' width of the image and every
+    later pass inherits its mistakes. The seed is not one of the fused passes.
     """
 
     canvas_size: int = 512
     pass_tiles: tuple[int, ...] = (50, 80, 100)
+    coarse_seed: bool = True
     fusion: Literal["last", "weighted"] = "weighted"
     fusion_weights: tuple[float, ...] | None = None
     guide_boundary_width: float = 0.04

@@ -6,6 +6,7 @@ import pytest
 from tumorseg.config import MultiScaleConfig
 from tumorseg.inference.multiscale import (
     UNKNOWN,
+    coarse_seeds,
     fuse_passes,
     pass_weights,
     paste_tiles,
@@ -36,6 +37,21 @@ def test_context_and_guide_channels() -> None:
     assert top_left[0].max() == 0.0  # the tile itself is dark...
     assert top_left[1].max() > 0.5  # ...but its context window sees the bright half
     np.testing.assert_allclose(inputs[:, 2].mean(axis=(1, 2)), [1, 1, 0, 0])
+
+
+def test_coarse_seed_sees_the_whole_canvas_as_one_tile() -> None:
+    import torch
+    from torch import nn
+
+    class Echo(nn.Module):  # returns its tile channel as logits: shows what it was given
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return (x[:, :1] - 0.5) * 20
+
+    canvas = np.zeros((64, 64), np.float32)
+    canvas[10:30, 20:50] = 1.0
+    (seed,) = coarse_seeds(Echo(), [canvas], 16, torch.device("cpu"))
+    assert seed.shape == (64, 64)
+    assert seed[20, 35] > 0.9 and seed[50, 5] < 0.1  # the lesion comes back where it was
 
 
 def test_fusion_rules() -> None:

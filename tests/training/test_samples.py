@@ -35,6 +35,21 @@ def test_tiles_pair_inputs_with_their_mask_and_keep_the_lesion() -> None:
     assert x[y].mean() < x[~y].mean()
 
 
+def test_coarse_seed_adds_whole_canvas_copies_after_subsampling() -> None:
+    phantom = make_phantom(5, 256, 256, kind="heterogeneous")
+    canvas = phantom.image.astype(np.float32) / 255
+    mask = phantom.mask.astype(np.float32)
+    sampling = TileSampling(passes=(10,), guided_copies=0, max_tiles_per_image=8, seed_copies=3)
+    rng = np.random.default_rng(0)
+    without = tile_samples(canvas, mask, sampling, 32, rng, coarse_seed=False)
+    seeded = tile_samples(canvas, mask, sampling, 32, np.random.default_rng(0), coarse_seed=True)
+    assert len(without["inputs"]) == 8 and len(seeded["inputs"]) == 8 + 3
+    seeds, seed_targets = seeded["inputs"][-3:], seeded["targets"][-3:, 0]
+    assert (seeds[:, 2] == 0.5).all()  # the seed itself has no guide
+    # Its target is the whole lesion mask at tile size: the lesion's share of the canvas.
+    assert abs(seed_targets[0].mean() - phantom.mask.mean()) < 0.02
+
+
 def test_perturbed_guides_are_probabilities_near_the_truth() -> None:
     phantom = make_phantom(1, 128, 128)
     rng = np.random.default_rng(0)

@@ -1,9 +1,10 @@
 """Heterogeneous branch: the iterative multi-scale FCN (patent modules 50–53).
 
 Each image is resized to a square canvas. Every pass (layering unit) partitions
-the canvas into its number of squares — guided, from the second pass on, by the
-previous pass's probability map (feedback unit) — runs the tile FCN on all tiles
-of all images in one batch, and pastes the tile outputs back. The passes are
+the canvas into its number of squares — guided by the previous pass's probability
+map (feedback unit), the first pass by a coarse whole-canvas seed when
+``coarse_seed`` is on — runs the tile FCN on all tiles of all images in one
+batch, and pastes the tile outputs back. The passes are
 then fused (:func:`fuse_passes`) and the result resized to each image's size.
 """
 
@@ -54,6 +55,26 @@ def tile_inputs(
     return out
 
 
+def whole_canvas(size: int) -> np.ndarray:
+    """The one-square "partition" of the coarse seed: ``[[y, x, side]]``."""
+    return np.array([[0, 0, size]], dtype=np.int64)
+
+
+def coarse_seeds(
+    model: nn.Module,
+    canvases: Sequence[np.ndarray],
+    tile_size: int,
+    device: torch.device,
+    chunk: int = 256,
+) -> list[np.ndarray]:
+    """The tile FCN's map of each whole canvas seen as one tile: pass one's guide."""
+    size = canvases[0].shape[0]
+    tiles = whole_canvas(size)
+    batch = np.concatenate([tile_inputs(canvas, None, tiles, tile_size) for canvas in canvases])
+    outputs = sigmoid(predict(model, batch, device, chunk))
+    return [paste_tiles(output[None], tiles, size) for output in outputs]
+
+
 def paste_tiles(outputs: np.ndarray, tiles: np.ndarray, size: int) -> np.ndarray:
     """Inverse of cutting: a ``size × size`` map from per-tile ``(N, 1, t, t)`` outputs."""
     canvas = np.empty((size, size), dtype=np.float32)
@@ -94,7 +115,11 @@ def segment_heterogeneous(
         return []
     size = multiscale.canvas_size
     canvases = [to_canvas(image, size) for image in images]
-    guides: list[np.ndarray | None] = [None] * len(images)
+    guides: list[np.ndarray | None] = (
+        list(coarse_seeds(model, canvases, networks.fcn_tile_size, device, chunk))
+        if multiscale.coarse_seed
+        else [None] * len(images)
+    )
     history: list[list[np.ndarray]] = [[] for _ in images]
     for n_tiles in multiscale.pass_tiles:
         layouts = [

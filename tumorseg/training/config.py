@@ -37,6 +37,7 @@ class TileSampling:
     passes: tuple[int, ...] = (50, 80, 100)
     guided_copies: int = 1
     max_tiles_per_image: int = 160
+    seed_copies: int = 8  # whole-canvas samples per image, when the config has coarse_seed
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,7 @@ def _tiles_for_row(row: dict[str, Any], config: dict[str, Any]) -> dict[str, Any
         train_config.tiles,
         train_config.segmenter.networks.fcn_tile_size,
         np.random.default_rng(seed),
+        coarse_seed=train_config.segmenter.multiscale.coarse_seed,
     )
 
 

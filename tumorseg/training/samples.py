@@ -4,8 +4,8 @@ One decoded image becomes the inputs and targets of every network that learns
 from it. The classifier, gray net and baseline inputs come from
 :mod:`tumorseg.inference` itself, so training sees exactly what serving will
 see. FCN samples are tiles of the layering unit's partitions, cut both without a
-guide (first pass) and guided by perturbed ground truth (as the feedback unit
-would guide later passes).
+guide and guided by perturbed ground truth (as the feedback unit guides each
+pass), plus copies of the whole canvas as one tile (the coarse seed's input).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 
 from tumorseg.config import ROUTES, SegmenterConfig
 from tumorseg.inference.gray_branch import graynet_inputs
-from tumorseg.inference.multiscale import tile_inputs, to_canvas
+from tumorseg.inference.multiscale import tile_inputs, to_canvas, whole_canvas
 from tumorseg.inference.tensors import resize, stack_resized
 from tumorseg.partition import partition_squares
 from tumorseg.training.config import TileSampling
@@ -50,8 +50,14 @@ def tile_samples(
     sampling: TileSampling,
     tile_size: int,
     rng: np.random.Generator,
+    coarse_seed: bool = False,
 ) -> dict[str, np.ndarray]:
-    """FCN ``inputs (N, 3, t, t)`` and ``targets (N, 1, t, t)`` from one heterogeneous image."""
+    """FCN ``inputs (N, 3, t, t)`` and ``targets (N, 1, t, t)`` from one heterogeneous image.
+
+    With ``coarse_seed``, ``sampling.seed_copies`` copies of the whole-canvas
+    sample are added after subsampling (the workers augment each copy anew):
+    one such sample per image would drown among a hundred tiles.
+    """
     size = canvas.shape[0]
     inputs, targets = [], []
     for n_tiles in sampling.passes:
@@ -66,7 +72,13 @@ def tile_samples(
             )
     x, y = np.concatenate(inputs), np.concatenate(targets)
     keep = _subsample(y, sampling.max_tiles_per_image, rng)
-    return {"inputs": x[keep], "targets": y[keep]}
+    x, y = x[keep], y[keep]
+    if coarse_seed and sampling.seed_copies:
+        seed_x = tile_inputs(canvas, None, whole_canvas(size), tile_size)
+        seed_y = resize_mask(canvas_mask, tile_size)[None, None]
+        x = np.concatenate([x, np.repeat(seed_x, sampling.seed_copies, axis=0)])
+        y = np.concatenate([y, np.repeat(seed_y, sampling.seed_copies, axis=0)])
+    return {"inputs": x, "targets": y}
 
 
 def perturbed_guide(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
