@@ -17,7 +17,7 @@ from tumorseg.training.config import PRESETS, preset_config
 from tumorseg.training.job import TrainJobOptions, run_train_job
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -26,6 +26,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--num-workers", type=int, help="Ray Train workers per network")
     parser.add_argument("--use-gpu", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--cpus-per-worker", type=float)
+    parser.add_argument(
+        "--placement-strategy",
+        choices=["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"],
+        help="where a network's workers go: PACK (default) few nodes, SPREAD many",
+    )
     parser.add_argument("--epochs", type=int, help="override every network's epochs")
     parser.add_argument("--max-images", type=int, help="use only the first N images")
     parser.add_argument("--max-failures", type=int, help="worker failures tolerated per network")
@@ -49,7 +54,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--address", help="Ray cluster address; default: $RAY_ADDRESS or local")
     parser.add_argument("--storage-path", help="Ray Train checkpoints (shared storage on clusters)")
     parser.add_argument("--model-prefix", default="tumorseg", help="registered names: PREFIX-ROLE")
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def main() -> None:
@@ -60,6 +65,7 @@ def main() -> None:
         num_workers=args.num_workers,
         use_gpu=args.use_gpu,
         cpus_per_worker=args.cpus_per_worker,
+        placement_strategy=args.placement_strategy,
         epochs=args.epochs,
         max_images=args.max_images,
         max_failures=args.max_failures,

@@ -53,6 +53,8 @@ class TrainConfig:
     num_workers: int = 1
     use_gpu: bool = False
     cpus_per_worker: float = 1.0
+    # "PACK": a network's workers on as few nodes as possible; "SPREAD": on different nodes.
+    placement_strategy: str = "PACK"
     max_failures: int = 2
     concurrent: bool = False
     train_baseline: bool = True

@@ -42,6 +42,7 @@ def build_trainer(
                 "CPU": config.cpus_per_worker,
                 **({"GPU": 1} if config.use_gpu else {}),
             },
+            placement_strategy=config.placement_strategy,
         ),
         run_config=RunConfig(
             name=run_name,
