@@ -16,7 +16,7 @@ from tumorseg.config import ImageLimits
 from tumorseg.runtime import init_ray
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -36,7 +36,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--overlays", action="store_true", help="also write overlays/…png")
     parser.add_argument("--max-pixels", type=int, default=ImageLimits().max_pixels)
     parser.add_argument("--address", help="Ray cluster address; default: $RAY_ADDRESS or local")
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def main() -> None:
