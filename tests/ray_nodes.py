@@ -1,0 +1,188 @@
+"""Separate Ray nodes on this machine, each a `ray start --block` process group.
+
+A node started this way is stopped (or killed, like a lost machine) by signalling
+its process group, never with `ray stop`, which would stop every Ray on the machine
+(the test session's own local Ray included). Every port is chosen afresh: the
+session's Ray holds the default ones. Every node gets its own temporary folder, as
+on separate machines: nodes sharing one would share their runtime-environment
+folders, and one node's clean-up would delete a job's working directory under the
+other's feet.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+RAY_BIN = str(Path(sys.executable).with_name("ray"))
+#: Ray on one machine without tokens; the head notices a dead node within a few seconds.
+NODE_ENV = {
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_health_check_period_ms": "1000",
+    "RAY_health_check_timeout_ms": "1000",
+    "RAY_health_check_failure_threshold": "3",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _agent_ports() -> list[str]:
+    return [
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--dashboard-agent-grpc-port={free_port()}",
+        f"--runtime-env-agent-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
+    ]
+
+
+@dataclass
+class Node:
+    process: subprocess.Popen
+    node_id: str
+
+
+@dataclass
+class RayNodes:
+    """A head (with dashboard and job server) and any number of worker nodes."""
+
+    gcs_port: int = field(default_factory=free_port)
+    dashboard_port: int = field(default_factory=free_port)
+    processes: list[subprocess.Popen] = field(default_factory=list)
+    temp_dirs: list[str] = field(default_factory=list)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, **NODE_ENV}
+
+    @property
+    def gcs_address(self) -> str:
+        return f"127.0.0.1:{self.gcs_port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    def start_head(self, num_cpus: float = 2, timeout: float = 90) -> subprocess.Popen:
+        head = self._start(
+            "--head",
+            f"--port={self.gcs_port}",
+            f"--dashboard-port={self.dashboard_port}",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--num-cpus={num_cpus}",
+        )
+        self._wait(lambda: self._run("job", "list", "--address", self.dashboard_url), timeout)
+        self._wait(self.alive_node_ids, timeout)  # its raylet may register a little later
+        return head
+
+    def add_node(self, num_cpus: float = 2, timeout: float = 60) -> Node:
+        """A worker node joined to the head; returns once the head counts it alive."""
+        before = set(self.alive_node_ids())
+        process = self._start(f"--address={self.gcs_address}", f"--num-cpus={num_cpus}")
+        self._wait(lambda: set(self.alive_node_ids()) - before, timeout)
+        (node_id,) = set(self.alive_node_ids()) - before
+        return Node(process, node_id)
+
+    def alive_node_ids(self) -> list[str]:
+        from ray.util.state import list_nodes
+
+        # Filtered here, not by the API: with a dead node about, its filter reports a
+        # "truncation" and raises.
+        nodes = list_nodes(address=self.gcs_address, limit=1000, raise_on_missing_output=False)
+        return [node.node_id for node in nodes if node.state == "ALIVE"]
+
+    def kill(self, node: Node) -> None:
+        """SIGKILL a node's whole process group, as if its machine were lost."""
+        os.killpg(node.process.pid, signal.SIGKILL)
+        node.process.wait(timeout=30)
+
+    def actors_on(self, node_id: str, class_prefix: str) -> list[str]:
+        """Class names of the live actors on one node whose class name starts with a prefix."""
+        from ray.util.state import list_actors
+
+        actors = list_actors(
+            address=self.gcs_address,
+            filters=[("node_id", "=", node_id), ("state", "=", "ALIVE")],
+            limit=1000,
+            raise_on_missing_output=False,
+        )
+        return [a.class_name for a in actors if a.class_name.startswith(class_prefix)]
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in reversed(self.processes):
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        for folder in self.temp_dirs:
+            shutil.rmtree(folder, ignore_errors=True)
+        # A head stopped this way leaves its address behind; leave the machine as found.
+        record = Path("/tmp/ray/ray_current_cluster")
+        if record.exists() and str(self.gcs_port) in record.read_text():
+            record.unlink()
+
+    def submit(self, entrypoint: list[str], working_dir: Path, timeout: float = 900):
+        """`ray job submit` and wait; retried while the head's job agent is not up yet."""
+        runtime_env = (
+            '{"excludes": [".venv", ".git", "outputs", "mlflow.db", "mlruns", "*.egg-info"]}'
+        )
+        command = [
+            RAY_BIN, "job", "submit", "--address", self.dashboard_url,
+            "--working-dir", str(working_dir), "--runtime-env-json", runtime_env, "--",
+            *entrypoint,
+        ]  # fmt: skip
+        deadline = time.monotonic() + 120
+        while True:
+            done = subprocess.run(
+                command, env=self.env, capture_output=True, text=True, timeout=timeout
+            )
+            if "No available agent to submit job" not in done.stderr:
+                return done
+            if time.monotonic() > deadline:
+                return done
+            time.sleep(3)
+
+    def _start(self, *args: str) -> subprocess.Popen:
+        # Short, under /tmp: Ray's socket paths must fit in 107 characters.
+        temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+        self.temp_dirs.append(temp_dir)
+        process = subprocess.Popen(
+            [RAY_BIN, "start", "--block", f"--temp-dir={temp_dir}", *args, *_agent_ports()],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.processes.append(process)
+        return process
+
+    def _run(self, *args: str) -> bool:
+        return subprocess.run([RAY_BIN, *args], env=self.env, capture_output=True).returncode == 0
+
+    def _wait(self, ready, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if ready():
+                    return
+            except Exception:  # the node is not up yet
+                pass
+            time.sleep(1)
+        self.stop()
+        raise TimeoutError("a Ray node did not come up")
