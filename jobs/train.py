@@ -2,9 +2,10 @@
 
     python jobs/train.py                                  # smoke preset, phantom corpus
     python jobs/train.py --preset cpu --data ../shared/data/busi
-    ray job submit --working-dir . -- python jobs/train.py --preset gpu --data s3://…
+    ray job submit --working-dir . -- python jobs/train.py --preset gpu --data /data/busi
 
---data takes a BUSI-layout folder, a manifest (CSV/Parquet) or a DICOM folder.
+--data takes a BUSI-layout folder, a manifest (CSV/Parquet) or a DICOM folder, on a
+path every node sees (README, "Scale out").
 """
 
 from __future__ import annotations

@@ -116,7 +116,7 @@ def segment_heterogeneous(
     size = multiscale.canvas_size
     canvases = [to_canvas(image, size) for image in images]
     guides: list[np.ndarray | None] = (
-        list(coarse_seeds(model, canvases, networks.fcn_tile_size, device, chunk))
+        coarse_seeds(model, canvases, networks.fcn_tile_size, device, chunk)
         if multiscale.coarse_seed
         else [None] * len(images)
     )

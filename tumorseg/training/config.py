@@ -9,7 +9,7 @@ the data split, and how Ray runs it. Presets are plain instances in
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from tumorseg.config import (
     MultiScaleConfig,
@@ -54,7 +54,7 @@ class TrainConfig:
     use_gpu: bool = False
     cpus_per_worker: float = 1.0
     # "PACK": a network's workers on as few nodes as possible; "SPREAD": on different nodes.
-    placement_strategy: str = "PACK"
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
     max_failures: int = 2
     concurrent: bool = False
     train_baseline: bool = True
