@@ -6,7 +6,10 @@ its process group, never with `ray stop`, which would stop every Ray on the mach
 session's Ray holds the default ones. Every node gets its own temporary folder, as
 on separate machines: nodes sharing one would share their runtime-environment
 folders, and one node's clean-up would delete a job's working directory under the
-other's feet.
+other's feet. The state API is asked over the dashboard's HTTP address, never the
+GCS address: given a GCS address, Ray points this process's global internal-KV
+client at that cluster, and once the cluster is gone the test session's own Ray
+driver exits after 60 s without a GCS.
 """
 
 from __future__ import annotations
@@ -101,7 +104,7 @@ class RayNodes:
 
         # Filtered here, not by the API: with a dead node about, its filter reports a
         # "truncation" and raises.
-        nodes = list_nodes(address=self.gcs_address, limit=1000, raise_on_missing_output=False)
+        nodes = list_nodes(address=self.dashboard_url, limit=1000, raise_on_missing_output=False)
         return [node.node_id for node in nodes if node.state == "ALIVE"]
 
     def kill(self, node: Node) -> None:
@@ -114,7 +117,7 @@ class RayNodes:
         from ray.util.state import list_actors
 
         actors = list_actors(
-            address=self.gcs_address,
+            address=self.dashboard_url,
             filters=[("node_id", "=", node_id), ("state", "=", "ALIVE")],
             limit=1000,
             raise_on_missing_output=False,
