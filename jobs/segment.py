@@ -34,6 +34,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per network actor")
     parser.add_argument("--torch-threads", type=int, help="default: the actor's CPUs, rounded up")
     parser.add_argument("--overlays", action="store_true", help="also write overlays/…png")
+    parser.add_argument(
+        "--dicom-seg",
+        action="store_true",
+        help="also write dicom_seg/….seg.dcm, a DICOM Segmentation per DICOM input",
+    )
     parser.add_argument("--max-pixels", type=int, default=ImageLimits().max_pixels)
     parser.add_argument("--address", help="Ray cluster address; default: $RAY_ADDRESS or local")
     return parser.parse_args(argv)
@@ -55,6 +60,7 @@ def main() -> None:
         num_gpus=args.num_gpus,
         torch_threads=args.torch_threads,
         write_overlays=args.overlays,
+        write_dicom_seg=args.dicom_seg,
         limits=ImageLimits(max_pixels=args.max_pixels),
     )
     init_ray(args.address)

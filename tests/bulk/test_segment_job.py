@@ -118,7 +118,7 @@ def outcome_counts(output: Path) -> Counter[str]:
 def first_run(ray_session, champion_store, archive, tmp_path_factory):
     root, _ = archive
     output = tmp_path_factory.mktemp("segmented")
-    config = job_config(root, output, champion_store, write_overlays=True)
+    config = job_config(root, output, champion_store, write_overlays=True, write_dicom_seg=True)
     return config, run_segmentation(config)
 
 
@@ -144,6 +144,23 @@ def test_every_input_gets_exactly_one_row_and_good_ones_a_mask_of_their_size(
         assert (output / row["overlay_path"]).is_file()
         assert row["mask_path"] == f"masks/{row['source_path']}.png"
     assert sum(summary.routes.values()) == 7
+
+
+def test_dicom_inputs_get_a_seg_that_references_them(archive, first_run) -> None:
+    config, _ = first_run
+    output = Path(config.output)
+    results = {row["source_path"]: row for row in read_table(output, RESULTS_DIR).to_pylist()}
+    with_seg = {path for path, row in results.items() if row["dicom_seg_path"]}
+    assert with_seg == {"dicom/IM0001", "dicom/same.dcm"}  # not dicom/same.png
+    for path in with_seg:
+        row = results[path]
+        assert row["dicom_seg_path"] == f"dicom_seg/{path}.seg.dcm"
+        seg = pydicom.dcmread(output / row["dicom_seg_path"])
+        source = pydicom.dcmread(Path(config.input) / path)
+        (referenced,) = seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence
+        assert referenced.ReferencedSOPInstanceUID == source.SOPInstanceUID
+        mask = cv2.imread(str(output / row["mask_path"]), cv2.IMREAD_GRAYSCALE) > 0
+        np.testing.assert_array_equal(seg.pixel_array.astype(bool), mask)
 
 
 def test_bad_files_become_typed_error_rows(archive, first_run) -> None:

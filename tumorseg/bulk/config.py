@@ -33,6 +33,7 @@ class SegmentJobConfig:
     num_gpus: float = 0.0
     torch_threads: int | None = None
     write_overlays: bool = False
+    write_dicom_seg: bool = False  # a DICOM SEG (highdicom) per DICOM input
     limits: ImageLimits = field(default_factory=ImageLimits)
 
     def __post_init__(self) -> None:

@@ -4,6 +4,7 @@ Layout under ``OUTPUT``::
 
     masks/<relative path>.png      mask, 0/255, the source's exact size
     overlays/<relative path>.png   optional contour overlay
+    dicom_seg/<relative path>.seg.dcm  optional DICOM Segmentation (DICOM inputs only)
     results/part-<hash>.parquet    one row per segmented input
     errors/part-<hash>.parquet     one row per input that could not be segmented
 
@@ -31,6 +32,7 @@ import pyarrow.parquet as pq
 
 MASKS_DIR = "masks"
 OVERLAYS_DIR = "overlays"
+DICOM_SEG_DIR = "dicom_seg"
 RESULTS_DIR = "results"
 ERRORS_DIR = "errors"
 
@@ -58,6 +60,7 @@ RESULT_SCHEMA = pa.schema(
         ("bbox_x1", pa.int32()),
         ("mask_path", pa.string()),
         ("overlay_path", pa.string()),
+        ("dicom_seg_path", pa.string()),
         ("classifier_model", pa.string()),
         ("classifier_version", pa.string()),
         ("graynet_model", pa.string()),
@@ -80,10 +83,12 @@ ERROR_SCHEMA = pa.schema(
 )
 
 
-def output_path(output: str | os.PathLike[str], folder: str, relative_path: str) -> Path:
-    """``OUTPUT/<folder>/<relative path>.png``: the extension is kept, so ``a/b.dcm`` and
-    ``a/b.png`` get different masks."""
-    return Path(output, folder, f"{relative_path}.png")
+def output_path(
+    output: str | os.PathLike[str], folder: str, relative_path: str, suffix: str = ".png"
+) -> Path:
+    """``OUTPUT/<folder>/<relative path><suffix>``: the input's extension is kept, so
+    ``a/b.dcm`` and ``a/b.png`` get different masks."""
+    return Path(output, folder, f"{relative_path}{suffix}")
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -92,7 +92,11 @@ def build_dataset(config: SegmentJobConfig, listing: ray.data.Dataset) -> ray.da
             fn_constructor_kwargs={"config": config, "route": "heterogeneous"},
             **network,
         )
-        .map_batches(write_batch, fn_kwargs={"output": config.output}, **task)
+        .map_batches(
+            write_batch,
+            fn_kwargs={"output": config.output, "dicom_seg": config.write_dicom_seg},
+            **task,
+        )
     )
 
 

@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from tumorseg.bulk.config import SegmentJobConfig
 from tumorseg.bulk.ledger import (
+    DICOM_SEG_DIR,
     ERROR_SCHEMA,
     ERRORS_DIR,
     MASKS_DIR,
@@ -41,6 +42,7 @@ from tumorseg.bulk.ledger import (
 )
 from tumorseg.bulk.listing import LISTING_SCHEMA
 from tumorseg.config import ImageLimits, Route
+from tumorseg.io.dicom import is_dicom_file
 
 OK = "ok"
 ERROR = "error"
@@ -230,8 +232,9 @@ def _overlay_png(gray: np.ndarray, mask: np.ndarray) -> bytes:
 # --------------------------------------------------------------------------- write
 
 
-def write_batch(batch: pd.DataFrame, output: str) -> pd.DataFrame:
-    """Write masks, then commit the batch's results part, then its errors part.
+def write_batch(batch: pd.DataFrame, output: str, dicom_seg: bool = False) -> pd.DataFrame:
+    """Write masks (and, with ``dicom_seg``, a DICOM SEG per DICOM input), then commit
+    the batch's results part, then its errors part.
 
     Returns one small row per input (key, outcome, route, seconds) for the driver's
     summary.
@@ -244,7 +247,7 @@ def write_batch(batch: pd.DataFrame, output: str) -> pd.DataFrame:
             _fail(row, "route", RuntimeError(f"no branch segmented route {row['route']!r}"))
         if row["status"] == OK:
             try:
-                results.append(_write_outputs(row, output))
+                results.append(_write_outputs(row, output, dicom_seg))
             except Exception as error:  # e.g. a full disk: an error row, not a dead job
                 _fail(row, "write", error)
         if row["status"] == ERROR:
@@ -270,7 +273,9 @@ def write_batch(batch: pd.DataFrame, output: str) -> pd.DataFrame:
     )
 
 
-def _write_outputs(row: Row, output: str) -> Row:
+def _write_outputs(row: Row, output: str, dicom_seg: bool) -> Row:
+    # The SEG is built first: if the source cannot take one, nothing is written.
+    seg = _dicom_seg(row) if dicom_seg and is_dicom_file(row["absolute_path"]) else b""
     mask_path = output_path(output, MASKS_DIR, row["relative_path"])
     write_atomic(mask_path, row["mask_png"])
     row["mask_path"] = str(mask_path.relative_to(output))
@@ -279,7 +284,24 @@ def _write_outputs(row: Row, output: str) -> Row:
         overlay_path = output_path(output, OVERLAYS_DIR, row["relative_path"])
         write_atomic(overlay_path, row["overlay_png"])
         row["overlay_path"] = str(overlay_path.relative_to(output))
+    row["dicom_seg_path"] = ""
+    if seg:
+        seg_path = output_path(output, DICOM_SEG_DIR, row["relative_path"], ".seg.dcm")
+        write_atomic(seg_path, seg)
+        row["dicom_seg_path"] = str(seg_path.relative_to(output))
     return row
+
+
+def _dicom_seg(row: Row) -> bytes:
+    from tumorseg.io.dicom_seg import dicom_seg_bytes
+
+    mask = cv2.imdecode(np.frombuffer(row["mask_png"], np.uint8), cv2.IMREAD_GRAYSCALE) > 0
+    return dicom_seg_bytes(row["absolute_path"], mask, _decode_versions(row["model_versions"]))
+
+
+def _decode_versions(encoded: str) -> dict[str, str]:
+    """Inverse of :func:`_encode_versions`: ``{role: "name/version"}``."""
+    return dict(item.split("=", 1) for item in encoded.split(";") if item)
 
 
 def _file_record(row: Row, finished_at: datetime) -> Row:
@@ -295,7 +317,7 @@ def _file_record(row: Row, finished_at: datetime) -> Row:
 
 
 def _result_record(row: Row, finished_at: datetime) -> Row:
-    versions = dict(item.split("=", 1) for item in row["model_versions"].split(";") if item)
+    versions = _decode_versions(row["model_versions"])
     record = _file_record(row, finished_at)
     for role in ("classifier", "graynet", "fcn"):
         name, _, version = versions.get(role, "").rpartition("/")
@@ -313,6 +335,7 @@ def _result_record(row: Row, finished_at: datetime) -> Row:
         area_px=int(row["area_px"]),
         mask_path=row["mask_path"],
         overlay_path=row["overlay_path"] or None,
+        dicom_seg_path=row["dicom_seg_path"] or None,
         elapsed_s=float(row["elapsed_s"]),
     )
     return record

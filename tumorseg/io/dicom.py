@@ -35,10 +35,25 @@ from pydicom.uid import (
 
 from tumorseg.config import ImageLimits
 from tumorseg.errors import ImageTooLargeError, InvalidImageError
+from tumorseg.io.headers import is_dicom, sniff_format
 from tumorseg.preprocessing.grayscale import to_gray, to_uint8
 
 _PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 PHOTOMETRICS = ("MONOCHROME2", "MONOCHROME1", "RGB", "YBR_FULL")
+#: Extensions that mark a file without the ``DICM`` preamble as DICOM.
+DICOM_SUFFIXES = (".dcm", ".dicom")
+
+
+def is_dicom_file(path: str | os.PathLike[str]) -> bool:
+    """A DICOM file by its ``DICM`` magic, or by its extension when it has no preamble.
+
+    Reads 132 bytes only; the same rule as decoding (:func:`tumorseg.io.load_image`).
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(132)
+    if is_dicom(head):
+        return True
+    return Path(path).suffix.lower() in DICOM_SUFFIXES and sniff_format(head) is None
 
 
 def read_dataset(data: bytes, source: str, *, force: bool = False) -> Dataset:

@@ -32,13 +32,12 @@ import numpy as np
 
 from tumorseg.config import ImageLimits
 from tumorseg.errors import ImageTooLargeError, InvalidImageError
-from tumorseg.io.dicom import decode_dicom
+from tumorseg.io.dicom import DICOM_SUFFIXES, decode_dicom
 from tumorseg.io.headers import raster_size, sniff_format
 from tumorseg.preprocessing.grayscale import to_gray, to_uint8
 
 ImageSource = str | os.PathLike[str] | bytes | bytearray | memoryview
 _BYTES_TYPES = (bytes, bytearray, memoryview)
-_DICOM_SUFFIXES = (".dcm", ".dicom")
 _T = TypeVar("_T")
 
 
@@ -164,7 +163,7 @@ def _guarded(label: str, decode: Callable[[], _T]) -> _T:
 
 def _decode_frames(data: bytes, label: str, limits: ImageLimits, suffix: str) -> list[np.ndarray]:
     fmt = sniff_format(data)
-    if fmt == "dicom" or (fmt is None and suffix in _DICOM_SUFFIXES):
+    if fmt == "dicom" or (fmt is None and suffix in DICOM_SUFFIXES):
         return decode_dicom(data, label, limits, force=fmt is None)
     return [to_uint8(to_gray(_decode_raster(data, fmt, label, limits)))]
 
@@ -201,7 +200,7 @@ def _load_one_mask(source: ImageSource, limits: ImageLimits) -> np.ndarray:
 def _decode_mask(data: bytes, label: str, limits: ImageLimits, suffix: str) -> np.ndarray:
     """Foreground = any colour channel above zero; alpha ignored."""
     fmt = sniff_format(data)
-    if fmt == "dicom" or (fmt is None and suffix in _DICOM_SUFFIXES):
+    if fmt == "dicom" or (fmt is None and suffix in DICOM_SUFFIXES):
         frames = decode_dicom(data, label, limits, force=fmt is None)
         if len(frames) != 1:
             raise InvalidImageError(label, f"a mask must have one frame, this has {len(frames)}")

@@ -1,0 +1,64 @@
+"""DICOM Segmentation output: a SEG that references its ultrasound source."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pydicom
+import pytest
+
+from tumorseg.errors import InvalidImageError
+from tumorseg.io.dicom import is_dicom_file, write_dicom
+from tumorseg.io.dicom_seg import dicom_seg_bytes
+
+VERSIONS = {"classifier": "tumorseg-classifier/3", "fcn": "tumorseg-fcn/3"}
+
+
+def lesion(shape: tuple[int, int]) -> np.ndarray:
+    mask = np.zeros(shape, bool)
+    mask[20:40, 10:50] = True
+    return mask
+
+
+def test_seg_references_its_source_and_holds_the_mask(small_gray, tmp_path) -> None:
+    source_path = write_dicom(tmp_path / "IM0001", small_gray, patient_id="P-7")
+    mask = lesion(small_gray.shape)
+    seg = pydicom.dcmread(io.BytesIO(dicom_seg_bytes(source_path, mask, VERSIONS)))
+    source = pydicom.dcmread(source_path)
+    assert seg.Modality == "SEG" and seg.SegmentationType == "BINARY"
+    assert seg.PatientID == "P-7" and seg.StudyInstanceUID == source.StudyInstanceUID
+    assert seg.SeriesInstanceUID != source.SeriesInstanceUID  # a series of its own
+    (referenced,) = seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence
+    assert referenced.ReferencedSOPInstanceUID == source.SOPInstanceUID
+    (segment,) = seg.SegmentSequence
+    assert segment.SegmentLabel == "Tumor" and segment.SegmentAlgorithmType == "AUTOMATIC"
+    assert (
+        "tumorseg-fcn/3" in segment.SegmentationAlgorithmIdentificationSequence[0].AlgorithmVersion
+    )
+    np.testing.assert_array_equal(seg.pixel_array.astype(bool), mask)
+
+
+def test_an_empty_mask_is_kept_as_a_finding(small_gray, tmp_path) -> None:
+    source_path = write_dicom(tmp_path / "a.dcm", small_gray)
+    empty = np.zeros(small_gray.shape, bool)
+    seg = pydicom.dcmread(io.BytesIO(dicom_seg_bytes(source_path, empty, VERSIONS)))
+    assert seg.NumberOfFrames == 1 and not seg.pixel_array.any()
+
+
+def test_a_mask_of_the_wrong_size_or_a_multi_frame_source_is_refused(small_gray, tmp_path) -> None:
+    source_path = write_dicom(tmp_path / "a.dcm", small_gray)
+    with pytest.raises(ValueError, match="does not match"):
+        dicom_seg_bytes(source_path, np.zeros((3, 3), bool), VERSIONS)
+    cine = write_dicom(tmp_path / "cine.dcm", [small_gray, small_gray])
+    with pytest.raises(InvalidImageError, match="single-frame"):
+        dicom_seg_bytes(cine, lesion(small_gray.shape), VERSIONS)
+
+
+def test_dicom_files_are_told_by_magic_or_by_extension(small_gray, tmp_path) -> None:
+    assert is_dicom_file(write_dicom(tmp_path / "IM0001", small_gray))  # magic, no extension
+    bare = write_dicom(tmp_path / "bare.dcm", small_gray, preamble=False)
+    assert is_dicom_file(bare)  # no magic, DICOM extension
+    png = tmp_path / "x.dcm"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))  # a PNG named .dcm is not DICOM
+    assert not is_dicom_file(png)

@@ -1,0 +1,108 @@
+"""DICOM Segmentation objects (highdicom) for the masks of DICOM inputs.
+
+A PACS stores a mask best as a SEG instance that references the image it was
+computed from: same patient and study, a new series, the source's SOP instance
+in its references. One binary segment, "Tumor", labelled as made by an automatic
+algorithm with the model versions that produced it.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import os
+from collections.abc import Mapping
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+from pydicom.uid import generate_uid
+
+from tumorseg.errors import InvalidImageError
+
+#: Series number of the SEG series this tool writes (the source's series is kept apart).
+SEG_SERIES_NUMBER = 900
+#: Patient and study attributes a SEG copies from its source. DICOM lets them be empty
+#: (type 2) but not absent; exports often drop them, so absent ones are filled empty.
+COPIED_TYPE2 = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "StudyID",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+)
+
+
+def segmentation_dataset(
+    source: Dataset,
+    mask: np.ndarray,
+    model_versions: Mapping[str, str],
+    name: str = "<dataset>",
+) -> Dataset:
+    """A binary SEG of ``mask`` (the source's rows × columns) referencing ``source``."""
+    import highdicom as hd
+
+    if int(getattr(source, "NumberOfFrames", 1) or 1) != 1:
+        raise InvalidImageError(name, "DICOM SEG output supports single-frame sources only")
+    shape = (int(source.Rows), int(source.Columns))
+    if mask.shape != shape:
+        raise ValueError(f"mask shape {mask.shape} does not match the source's {shape}")
+    versions = ", ".join(f"{k}={v}" for k, v in sorted(model_versions.items())) or "unversioned"
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name="tumorseg personalized fusion network",
+        family=codes.DCM.ArtificialIntelligence,
+        version=versions[:64],
+    )
+    segment = hd.seg.SegmentDescription(
+        segment_number=1,
+        segment_label="Tumor",
+        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+        segmented_property_type=codes.SCT.Tumor,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=algorithm,
+    )
+    source = _with_type2_defaults(source)
+    return hd.seg.Segmentation(
+        source_images=[source],
+        pixel_array=np.asarray(mask, dtype=bool)[np.newaxis],
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[segment],
+        series_instance_uid=generate_uid(),
+        series_number=SEG_SERIES_NUMBER,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer="tumorseg",
+        manufacturer_model_name="tumorseg",
+        software_versions=versions[:64],
+        device_serial_number="0",
+        omit_empty_frames=False,  # an empty mask is a finding too: keep its frame
+    )
+
+
+def _with_type2_defaults(source: Dataset) -> Dataset:
+    missing = [name for name in COPIED_TYPE2 if name not in source]
+    if not missing:
+        return source
+    completed = copy.deepcopy(source)
+    for name in missing:
+        setattr(completed, name, "")
+    return completed
+
+
+def dicom_seg_bytes(
+    source_path: str | os.PathLike[str], mask: np.ndarray, model_versions: Mapping[str, str]
+) -> bytes:
+    """The encoded SEG for the DICOM file at ``source_path`` (read without pixel data;
+    files without the ``DICM`` preamble too, as decoding accepts them)."""
+    try:
+        source = pydicom.dcmread(source_path, stop_before_pixels=True, force=True)
+    except Exception as error:
+        raise InvalidImageError(str(source_path), f"unreadable DICOM ({error})") from error
+    buffer = io.BytesIO()
+    segmentation_dataset(source, mask, model_versions, str(source_path)).save_as(buffer)
+    return buffer.getvalue()
