@@ -113,7 +113,7 @@ def _cpu() -> TrainConfig:
         segmenter=SegmenterConfig(networks=networks, multiscale=multiscale),
         classifier=ModelBudget(epochs=8, batch_size=16, learning_rate=1e-3),
         graynet=ModelBudget(epochs=20, batch_size=8, learning_rate=1e-3),
-        fcn=ModelBudget(epochs=8, batch_size=64, learning_rate=2e-3),
+        fcn=ModelBudget(epochs=16, batch_size=64, learning_rate=2e-3),
         baseline=ModelBudget(epochs=20, batch_size=8, learning_rate=1e-3),
         tiles=TileSampling(passes=(50, 80, 100), guided_copies=1, max_tiles_per_image=120),
         cpus_per_worker=1.0,
