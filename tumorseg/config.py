@@ -104,6 +104,15 @@ class SegmenterConfig:
     multiscale: MultiScaleConfig = field(default_factory=MultiScaleConfig)
     limits: ImageLimits = field(default_factory=ImageLimits)
     mask_threshold: float = 0.5
+    # Routes whose mask keeps only its largest connected region (one lesion per
+    # image). On the BUSI validation split this lifts the multi-scale FCN, whose
+    # tiles scatter small false islands, and does nothing for the gray net (README).
+    largest_component_routes: tuple[str, ...] = ("heterogeneous",)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.largest_component_routes) - set(ROUTES))
+        if unknown:
+            raise ValueError(f"largest_component_routes: unknown routes {unknown}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

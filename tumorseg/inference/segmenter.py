@@ -16,6 +16,7 @@ from tumorseg.config import ROUTES, Route, SegmenterConfig
 from tumorseg.inference.gray_branch import segment_homogeneous
 from tumorseg.inference.models import ModelSet
 from tumorseg.inference.multiscale import segment_heterogeneous
+from tumorseg.inference.postprocess import largest_component
 from tumorseg.inference.result import SegmentationResult
 from tumorseg.inference.routing import predict_routes
 from tumorseg.inference.tensors import select_device
@@ -122,9 +123,12 @@ class Segmenter:
         confidence: float,
         timings: dict[str, float] | None = None,
     ) -> SegmentationResult:
-        """Threshold a branch's probability map and score the image: the final result."""
+        """Threshold a branch's probability map, post-process it for its route and score
+        the image: the final result."""
         timings = {} if timings is None else timings
         mask = probability >= self.config.mask_threshold
+        if route in self.config.largest_component_routes:
+            mask = largest_component(mask)
         start = time.perf_counter()
         score = heterogeneity_score(gray, mask, smoothing_sigma=self.config.triage.smoothing_sigma)
         timings["score"] = time.perf_counter() - start
