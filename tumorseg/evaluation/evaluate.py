@@ -40,7 +40,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import cv2
 import numpy as np
 from torch import nn
 
@@ -48,6 +47,7 @@ from tumorseg.config import ROUTES, NetworkConfig, TriageConfig
 from tumorseg.data.records import ImageRecord
 from tumorseg.errors import InvalidImageError
 from tumorseg.inference.baseline import segment_full_image
+from tumorseg.inference.postprocess import largest_component
 from tumorseg.inference.segmenter import Segmenter
 from tumorseg.io import load_frames, load_image, load_mask
 from tumorseg.metrics import score_masks
@@ -248,11 +248,7 @@ def predict_examples(
 
 def largest_component_px(mask: np.ndarray) -> int:
     """Pixel count of the largest 8-connected component of a boolean mask (0 when empty)."""
-    mask = np.asarray(mask, dtype=bool)
-    if not mask.any():
-        return 0
-    count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    return int(stats[1:count, cv2.CC_STAT_AREA].max())
+    return int(largest_component(mask).sum())
 
 
 # --------------------------------------------------------------------------- evaluating
