@@ -14,6 +14,7 @@ driver exits after 60 s without a GCS.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -40,6 +41,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def registered_checkpoint(run_dir: Path) -> bool:
+    """Whether Ray Train's controller has registered a checkpoint of the run in ``run_dir``
+    (a checkpoint directory appears before that; a worker killed in between restarts
+    from scratch)."""
+    snapshot = run_dir / "checkpoint_manager_snapshot.json"
+    try:
+        return json.loads(snapshot.read_text()).get("latest_checkpoint_result") is not None
+    except (OSError, ValueError):  # not written yet, or caught mid-write
+        return False
 
 
 def _agent_ports() -> list[str]:

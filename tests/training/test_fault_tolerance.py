@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import pytest
 from ray.util.state import list_actors
+from ray_nodes import registered_checkpoint
 
 from tumorseg.data import discover
 from tumorseg.training.config import preset_config
@@ -41,18 +42,22 @@ def test_killed_worker_resumes_from_its_checkpoint(ray_session, busi24, tmp_path
     thread = threading.Thread(target=lambda: outcome.update(result=fit(trainer, "baseline")))
     thread.start()
 
-    # A checkpoint directory appears before Ray Train registers it; once a second one
-    # appears, the first has been reported and is what a restart resumes from.
-    run_dir = tmp_path / "killed"
-    seen: set[str] = set()
+    # The worker is looked up first (the state API takes a second or so), so that the
+    # kill follows the registration of a checkpoint at once. A checkpoint directory
+    # appears before the controller registers it (a kill in between restarts from
+    # scratch); the controller's snapshot file names the registered one.
+    address = ray_session.get_runtime_context().gcs_address
     deadline = time.monotonic() + 240
-    while len(seen) < 2 and time.monotonic() < deadline:
-        seen.update(p.name for p in run_dir.glob("checkpoint_*"))
+    workers: list[int] = []
+    while not workers and time.monotonic() < deadline:
+        workers = live_training_worker_pids(address)
         time.sleep(0.1)
-    assert len(seen) >= 2, "training never reported two checkpoints"
-    workers = live_training_worker_pids(ray_session.get_runtime_context().gcs_address)
     assert len(workers) == 1, f"expected the one worker of this run, found {workers}"
+    while not registered_checkpoint(tmp_path / "killed") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert registered_checkpoint(tmp_path / "killed"), "no checkpoint was ever registered"
     os.kill(workers[0], signal.SIGKILL)
+    assert thread.is_alive(), "the kill must land mid-run"
 
     thread.join(timeout=300)
     result = outcome["result"]
