@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import pydicom
 import pytest
+from bulk_outputs import outcome_counts
 from pydicom.dataset import FileMetaDataset
 
 from tumorseg.bulk import SegmentJobConfig, run_segmentation
@@ -105,13 +106,6 @@ def job_config(archive_root: Path, output: Path, store: str, **overrides) -> Seg
         limits=ImageLimits(max_pixels=MAX_PIXELS),
         **overrides,
     )
-
-
-def outcome_counts(output: Path) -> Counter[str]:
-    """How many rows (results + errors) each input has."""
-    results = read_table(output, RESULTS_DIR).column("source_path").to_pylist()
-    errors = read_table(output, ERRORS_DIR).column("source_path").to_pylist()
-    return Counter(results + errors)
 
 
 @pytest.fixture(scope="module")

@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from bulk_outputs import outcome_counts
 from mlflow import MlflowClient
 from ray_nodes import RayNodes, free_port, registered_checkpoint
 
-from tumorseg.bulk.ledger import ERRORS_DIR, RESULTS_DIR, read_table
+from tumorseg.bulk.ledger import RESULTS_DIR
 from tumorseg.bulk.listing import list_inputs
 from tumorseg.data import discover_busi
 
@@ -141,12 +142,6 @@ def test_training_spreads_over_both_nodes_and_survives_losing_one(trained, mlflo
     for run in children:  # every network ran all its epochs, resumed rather than restarted
         epochs = client.get_metric_history(run.info.run_id, "val_loss")
         assert sorted(m.step for m in epochs) == list(range(EPOCHS))
-
-
-def outcome_counts(output: Path) -> Counter[str]:
-    results = read_table(output, RESULTS_DIR).column("source_path").to_pylist()
-    errors = read_table(output, ERRORS_DIR).column("source_path").to_pylist()
-    return Counter(results + errors)
 
 
 def test_bulk_segmentation_loses_and_repeats_nothing_when_a_node_dies(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from serving_helpers import app_config, deploy, free_port
+from ray_nodes import free_port
+from serving_helpers import app_config, deploy
 
 
 @pytest.fixture(scope="package")

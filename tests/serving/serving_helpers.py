@@ -1,19 +1,12 @@
-"""Helpers of the serving tests: limits, a free port, the app's deploy config."""
+"""Helpers of the serving tests: limits and the app's deploy config."""
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 MAX_BYTES = 2_000_000
 MAX_PIXELS = 4_000_000
 DEPLOYMENTS = ("Ingress", "Classifier", "Binarizer", "GrayNet", "MultiScaleFCN")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def app_config(store: str, port: int, user_config: dict[str, Any] | None = None) -> dict:
