@@ -1,16 +1,18 @@
 """Bulk segmentation throughput: a bare in-process loop against the Ray Data job.
 
-    python benchmarks/bench_segment.py --data ../shared/data/busi --images 200 \
-        --tracking-uri sqlite:///mlflow.db
+    python benchmarks/bench_segment.py --data ../shared/data/busi --tracking-uri sqlite:///mlflow.db
 
 (a) reads and decodes each image with ``load_image`` and runs ``Segmenter.segment_batch``
     in this process, batch after batch (nothing written);
 (b) runs ``jobs/segment.py``'s pipeline (``run_segmentation``) on the same files into
-    a fresh output folder, once with one actor per network stage and once with two.
+    a fresh output folder, with one actor per stage, with the default sizes (one per
+    stage, two for the multi-scale FCN), and with two per stage.
 Both use the same registered models. Printed: images/s of each, b/a, and 2-actor/1-actor.
 Times include everything each path does end to end (for (b): listing, loading the
-models in each actor, writing masks and Parquet). On a GPU, the GPU's utilisation is
-sampled during (b).
+models, starting the actors, writing masks and Parquet). (b) also gives its steady
+rate: images per second between the first and the last committed batch (from the
+results' ``finished_at``), which leaves out the start-up that a long job amortises.
+On a GPU, the GPU's utilisation is sampled during (b).
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ import threading
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import ray
 import torch
 
 from tumorseg.bulk import SegmentJobConfig, run_segmentation
+from tumorseg.bulk.ledger import RESULTS_DIR
 from tumorseg.bulk.listing import list_inputs
 from tumorseg.inference import Segmenter
 from tumorseg.io import load_image
@@ -36,7 +40,13 @@ from tumorseg.tracking import load_model_set
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", default="../shared/data/busi")
-    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--images", type=int, help="default: every image of --data")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="link each image this many times: an archive-sized run (the images repeat)",
+    )
     parser.add_argument("--tracking-uri")
     parser.add_argument("--model-alias", default="champion")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -46,16 +56,18 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def pick_images(data: str, count: int, folder: Path) -> list[Path]:
-    """``count`` images of the corpus (masks excluded), linked into ``folder``."""
+def pick_images(data: str, count: int | None, folder: Path, repeat: int = 1) -> list[Path]:
+    """``count`` images of the corpus (masks excluded), each linked ``repeat`` times
+    into ``folder`` (distinct names, so the job sees distinct inputs)."""
     inputs = list_inputs(data)[:count]
-    if len(inputs) < count:
+    if count is not None and len(inputs) < count:
         raise SystemExit(f"{data} has only {len(inputs)} images, {count} asked")
     links = []
-    for i, item in enumerate(inputs):
-        link = folder / f"{i:05d}{Path(item.absolute_path).suffix}"
-        link.symlink_to(item.absolute_path)
-        links.append(link)
+    for copy in range(repeat):
+        for i, item in enumerate(inputs):
+            link = folder / f"{copy:02d}-{i:05d}{Path(item.absolute_path).suffix}"
+            link.symlink_to(item.absolute_path)
+            links.append(link)
     return links
 
 
@@ -69,7 +81,10 @@ def in_process(paths: list[Path], args: argparse.Namespace) -> float:
     return len(paths) / (time.perf_counter() - start)
 
 
-def with_ray(folder: Path, concurrency: int, args: argparse.Namespace) -> float:
+def with_ray(
+    folder: Path, concurrency: int, fcn_concurrency: int | None, args: argparse.Namespace
+) -> tuple[float, float]:
+    """End-to-end and steady images/s of the Ray Data job."""
     with tempfile.TemporaryDirectory() as output:
         config = SegmentJobConfig(
             input=str(folder),
@@ -78,14 +93,24 @@ def with_ray(folder: Path, concurrency: int, args: argparse.Namespace) -> float:
             model_alias=args.model_alias,
             batch_size=args.batch_size,
             concurrency=concurrency,
+            fcn_concurrency=fcn_concurrency,
             cpus_per_actor=args.cpus_per_actor,
             num_gpus=args.num_gpus,
             torch_threads=args.torch_threads,
         )
         summary = run_segmentation(config)
+        steady = steady_rate(Path(output) / RESULTS_DIR)
     if summary.errors:
         print(f"  warning: {summary.errors} error rows")
-    return summary.images_per_second
+    return summary.images_per_second, steady
+
+
+def steady_rate(results: Path) -> float:
+    """Images/s between the first and the last committed batch (start-up left out)."""
+    finished = pq.read_table(results, columns=["finished_at"]).column(0).to_pandas()
+    batches = finished.value_counts().sort_index()
+    seconds = (batches.index[-1] - batches.index[0]).total_seconds()
+    return (batches.sum() - batches.iloc[0]) / seconds if seconds > 0 else float("nan")
 
 
 class GpuSampler:
@@ -120,23 +145,33 @@ def main() -> None:
     args = parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        paths = pick_images(args.data, args.images, folder)
-        print(f"{len(paths)} images from {args.data}, batch size {args.batch_size}")
+        paths = pick_images(args.data, args.images, folder, args.repeat)
+        repeated = f" ({args.repeat}× each)" if args.repeat > 1 else ""
+        print(f"{len(paths)} images from {args.data}{repeated}, batch size {args.batch_size}")
         bare = in_process(paths, args)
         print(f"(a) in-process Segmenter.segment_batch loop: {bare:.2f} images/s")
         ray.init(address="local", log_to_driver=False)
         rates = {}
-        for concurrency in (1, 2):
+        for label, concurrency, fcn in RAY_RUNS:
             with GpuSampler() as gpu:
-                rates[concurrency] = with_ray(folder, concurrency, args)
+                rates[label], steady = with_ray(folder, concurrency, fcn, args)
             busy = "" if gpu.mean is None else f", GPU utilisation {gpu.mean:.0f} %"
             print(
-                f"(b) Ray Data job, {concurrency} actor(s) per network: "
-                f"{rates[concurrency]:.2f} images/s{busy}"
+                f"(b) Ray Data job, {label}: {rates[label]:.2f} images/s end to end "
+                f"(b/a {rates[label] / bare:.2f}); steady {steady:.2f} images/s "
+                f"(b/a {steady / bare:.2f}){busy}"
             )
         ray.shutdown()
-    print(f"b/a (1 actor) = {rates[1] / bare:.2f}; b/a (2 actors) = {rates[2] / bare:.2f}")
-    print(f"2 actors / 1 actor = {rates[2] / rates[1]:.2f}")
+    one, two = rates["1 actor per stage"], rates["2 actors per stage"]
+    print(f"2 actors / 1 actor per stage = {two / one:.2f}")
+
+
+#: (label, concurrency, fcn_concurrency) of each Ray Data run.
+RAY_RUNS = (
+    ("1 actor per stage", 1, 1),
+    ("default sizes (FCN 2, others 1)", 1, None),
+    ("2 actors per stage", 2, 2),
+)
 
 
 if __name__ == "__main__":

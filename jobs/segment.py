@@ -29,7 +29,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--tracking-uri", help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db"
     )
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--concurrency", type=int, default=1, help="max actors per network")
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help="actors of the classifier, gray net and writer"
+    )
+    parser.add_argument(
+        "--fcn-concurrency", type=int, help="actors of the multi-scale FCN (default: 2×concurrency)"
+    )
     parser.add_argument("--cpus-per-actor", type=float, default=0.25)
     parser.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per network actor")
     parser.add_argument("--torch-threads", type=int, help="default: the actor's CPUs, rounded up")
@@ -56,6 +61,7 @@ def main() -> None:
         model_prefix=args.model_prefix,
         batch_size=args.batch_size,
         concurrency=args.concurrency,
+        fcn_concurrency=args.fcn_concurrency,
         cpus_per_actor=args.cpus_per_actor,
         num_gpus=args.num_gpus,
         torch_threads=args.torch_threads,

@@ -2,13 +2,14 @@
 
 The plan is one streaming chain::
 
-    listing → decode (tasks) → classify (actors) → gray net (actors) → FCN (actors) → write (tasks)
+    listing → decode → classify (actors) → FCN (actors) → gray net (actors) → write (actors)
 
-Each network stage is its own actor pool, so Ray Data scales the gray-net and FCN
-pools to the traffic each route gets. Rows of the other route pass through a branch
-stage untouched; that costs a copy of their pixels and keeps the chain linear (Ray
-Data has no fan-out without recomputation). The driver holds only the listing
-(paths and stats) and one small summary row per input, never the images.
+Decoding is fused into the classifier's actors. Each network stage is its own actor
+pool, so each can be sized and scaled to the traffic its route gets. Rows of the
+other route pass through a branch stage untouched; that costs a copy of their pixels
+and keeps the chain linear (Ray Data has no fan-out without recomputation). The
+driver holds only the listing (paths and stats), the model set it ships to the
+actors, and one small summary row per input, never the images.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from ray.data import ActorPoolStrategy
 
 from tumorseg.bulk.config import SegmentJobConfig
 from tumorseg.bulk.ledger import done_keys
-from tumorseg.bulk.listing import list_inputs, listing_table
-from tumorseg.bulk.stages import BranchStage, ClassifyStage, decode_batch, write_batch
+from tumorseg.bulk.listing import InputFile, list_inputs, listing_table
+from tumorseg.bulk.stages import BranchStage, ClassifyStage, WriteStage, decode_batch
+from tumorseg.config import SegmenterConfig
+from tumorseg.inference.models import ModelSet
 from tumorseg.tracking import ModelNames, load_model_set, resolve_tracking_uri
 
 log = logging.getLogger("tumorseg.bulk")
@@ -64,39 +67,68 @@ class SegmentSummary:
         )
 
 
-def build_dataset(config: SegmentJobConfig, listing: ray.data.Dataset) -> ray.data.Dataset:
-    """The streaming chain of stages over a listing dataset (see the module doc)."""
-    actors = ActorPoolStrategy(min_size=1, max_size=config.concurrency)
+def build_dataset(
+    config: SegmentJobConfig,
+    listing: ray.data.Dataset,
+    models: ModelSet,
+    segmenter_config: SegmenterConfig,
+) -> ray.data.Dataset:
+    """The streaming chain of stages over a listing dataset (see the module doc).
+
+    Every stage is a fixed pool of actors (sizes: see :class:`SegmentJobConfig`), so
+    no batch waits for a worker process to start and import torch. The multi-scale
+    FCN does most of the work, so it comes first of the two branches: it gets its
+    rows as soon as they are classified, and the light gray net catches up behind.
+    """
     network = {
         "batch_size": config.batch_size,
         "batch_format": "pandas",
-        "compute": actors,
         "num_cpus": config.cpus_per_actor,
         "num_gpus": config.num_gpus or None,
     }
-    task = {
-        "batch_size": config.batch_size,
-        "batch_format": "pandas",
-        "num_cpus": config.cpus_per_task,
-    }
+    pool = ActorPoolStrategy(size=config.concurrency)
+    shipped = {"config": config, "models": models, "segmenter_config": segmenter_config}
     return (
-        listing.map_batches(decode_batch, fn_kwargs={"limits": config.limits}, **task)
-        .map_batches(ClassifyStage, fn_constructor_kwargs={"config": config}, **network)
+        listing.map_batches(
+            decode_batch,
+            fn_kwargs={"limits": config.limits},
+            batch_size=config.batch_size,
+            batch_format="pandas",
+            num_cpus=config.cpus_per_task,
+        )
+        .map_batches(ClassifyStage, fn_constructor_kwargs=shipped, compute=pool, **network)
         .map_batches(
             BranchStage,
-            fn_constructor_kwargs={"config": config, "route": "homogeneous"},
+            fn_constructor_kwargs={**shipped, "route": "heterogeneous"},
+            compute=ActorPoolStrategy(size=config.fcn_actors),
             **network,
         )
         .map_batches(
             BranchStage,
-            fn_constructor_kwargs={"config": config, "route": "heterogeneous"},
+            fn_constructor_kwargs={**shipped, "route": "homogeneous"},
+            compute=pool,
             **network,
         )
         .map_batches(
-            write_batch,
-            fn_kwargs={"output": config.output, "dicom_seg": config.write_dicom_seg},
-            **task,
+            WriteStage,
+            fn_constructor_kwargs={"output": config.output, "dicom_seg": config.write_dicom_seg},
+            batch_size=config.batch_size,
+            batch_format="pandas",
+            num_cpus=config.cpus_per_task,
+            compute=pool,
         )
+    )
+
+
+def listing_dataset(todo: list[InputFile], batch_size: int) -> ray.data.Dataset:
+    """The inputs to do, one block per batch, so the stages stream from the start.
+
+    Built block by block rather than repartitioned: a repartition is a task that
+    wants a whole CPU, which the stages' actors may already hold on a small machine.
+    """
+    table = listing_table(todo)
+    return ray.data.from_arrow(
+        [table.slice(start, batch_size) for start in range(0, table.num_rows, batch_size)]
     )
 
 
@@ -106,7 +138,7 @@ def run_segmentation(config: SegmentJobConfig) -> SegmentSummary:
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
     config = _resolved(config)
-    _check_models(config)
+    models, segmenter_config = _load_models(config)
     inputs = list_inputs(config.input)
     done = done_keys(output)
     todo = [item for item in inputs if item.input_key not in done]
@@ -120,13 +152,10 @@ def run_segmentation(config: SegmentJobConfig) -> SegmentSummary:
         output,
     )
     if todo:
-        # One block per batch, so the decode and write tasks stream from the start.
-        blocks = max(1, math.ceil(len(todo) / config.batch_size))
-        listing = ray.data.from_arrow(listing_table(todo)).repartition(blocks)
+        listing = listing_dataset(todo, config.batch_size)
         routes: Counter[str] = Counter()
-        for batch in build_dataset(config, listing).iter_batches(
-            batch_size=None, batch_format="pandas"
-        ):
+        dataset = build_dataset(config, listing, models, segmenter_config)
+        for batch in dataset.iter_batches(batch_size=None, batch_format="pandas"):
             ok = batch["status"] == "ok"
             summary.segmented += int(ok.sum())
             summary.errors += int((~ok).sum())
@@ -149,10 +178,11 @@ def _resolved(config: SegmentJobConfig) -> SegmentJobConfig:
     )
 
 
-def _check_models(config: SegmentJobConfig) -> None:
-    """Fail before any work with the registry's own error (which models, where) rather
-    than as an actor that cannot start."""
-    models, _ = load_model_set(
+def _load_models(config: SegmentJobConfig) -> tuple[ModelSet, SegmenterConfig]:
+    """Resolve the alias once, here: a missing model fails the job before any work with
+    the registry's own error (which models, where) rather than as an actor that
+    cannot start, and every actor gets these very weights."""
+    models, segmenter_config = load_model_set(
         config.tracking_uri,
         alias=config.model_alias,
         version=config.model_version,
@@ -160,3 +190,4 @@ def _check_models(config: SegmentJobConfig) -> None:
         device="cpu",
     )
     log.info("segmenting with %s", models.versions)
+    return models, segmenter_config

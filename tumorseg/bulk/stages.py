@@ -1,4 +1,4 @@
-"""The Ray Data stages of bulk segmentation: decode → classify → gray net → FCN → write.
+"""The Ray Data stages of bulk segmentation: decode → classify → FCN → gray net → write.
 
 Every row carries its own state: ``status`` is ``"ok"`` until a stage fails on that
 image, which then records ``stage``, ``error_type`` and ``message`` and lets the row
@@ -19,7 +19,7 @@ import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -41,8 +41,11 @@ from tumorseg.bulk.ledger import (
     write_atomic,
 )
 from tumorseg.bulk.listing import LISTING_SCHEMA
-from tumorseg.config import ImageLimits, Route
+from tumorseg.config import ImageLimits, Route, SegmenterConfig
 from tumorseg.io.dicom import is_dicom_file
+
+if TYPE_CHECKING:  # the writer and decoder need no torch
+    from tumorseg.inference.models import ModelSet
 
 OK = "ok"
 ERROR = "error"
@@ -120,23 +123,25 @@ def decode_batch(batch: pd.DataFrame, limits: ImageLimits) -> pd.DataFrame:
 
 
 class SegmenterStage:
-    """An actor holding the model set loaded from MLflow (once per actor)."""
+    """An actor holding the job's model set.
 
-    def __init__(self, config: SegmentJobConfig) -> None:
+    The driver resolves the alias once and ships the weights (Ray Data keeps the
+    constructor arguments in the object store), so every actor, restarted ones
+    included, runs the same versions even if the alias moves mid-job, and no actor
+    queries the registry.
+    """
+
+    def __init__(
+        self, config: SegmentJobConfig, models: ModelSet, segmenter_config: SegmenterConfig
+    ) -> None:
         import torch
 
         from tumorseg.inference import Segmenter
-        from tumorseg.tracking import ModelNames, load_model_set
+        from tumorseg.inference.tensors import select_device
 
         torch.set_num_threads(config.torch_threads or max(1, math.ceil(config.cpus_per_actor)))
-        models, segmenter_config = load_model_set(
-            config.tracking_uri,
-            alias=config.model_alias,
-            version=config.model_version,
-            names=ModelNames.with_prefix(config.model_prefix),
-            device=None,  # the actor's GPU when it was given one
-        )
-        self.segmenter = Segmenter(models, segmenter_config)
+        # The actor's GPU when it was given one.
+        self.segmenter = Segmenter(models.to(select_device(None)), segmenter_config)
         self.write_overlays = config.write_overlays
 
     def _apply(
@@ -182,8 +187,14 @@ class ClassifyStage(SegmenterStage):
 class BranchStage(SegmenterStage):
     """One route's actor (binarizer + gray net, or the multi-scale FCN); other rows pass by."""
 
-    def __init__(self, config: SegmentJobConfig, route: Route) -> None:
-        super().__init__(config)
+    def __init__(
+        self,
+        config: SegmentJobConfig,
+        models: ModelSet,
+        segmenter_config: SegmenterConfig,
+        route: Route,
+    ) -> None:
+        super().__init__(config, models, segmenter_config)
         self.route = route
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
@@ -230,6 +241,18 @@ def _overlay_png(gray: np.ndarray, mask: np.ndarray) -> bytes:
 
 
 # --------------------------------------------------------------------------- write
+
+
+class WriteStage:
+    """The writer as a long-lived actor: a task per batch would start (and import into)
+    a fresh worker process whenever Ray has reaped the idle ones, which on a small
+    machine costs more than the writing."""
+
+    def __init__(self, output: str, dicom_seg: bool = False) -> None:
+        self.output, self.dicom_seg = output, dicom_seg
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        return write_batch(batch, self.output, self.dicom_seg)
 
 
 def write_batch(batch: pd.DataFrame, output: str, dicom_seg: bool = False) -> pd.DataFrame:
