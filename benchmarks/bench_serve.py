@@ -45,6 +45,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tracking-uri")
     parser.add_argument("--model-alias", default="champion")
     parser.add_argument("--settle-s", type=float, default=60, help="max wait for downscale")
+    parser.add_argument("--torch-threads", type=int, help="per model replica (default: Ray's)")
     return parser.parse_args()
 
 
@@ -134,7 +135,13 @@ def main() -> None:
         port = probe.getsockname()[1]
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(
-        build_app({"model_alias": args.model_alias, "tracking_uri": args.tracking_uri}),
+        build_app(
+            {
+                "model_alias": args.model_alias,
+                "tracking_uri": args.tracking_uri,
+                **({"torch_threads": args.torch_threads} if args.torch_threads else {}),
+            }
+        ),
         name="tumorseg",
         route_prefix="/",
     )

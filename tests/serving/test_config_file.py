@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
 from tumorseg.serving.app import MODEL_DEPLOYMENTS, build_app
+from tumorseg.serving.settings import ENV_TORCH_THREADS, ServeSettings
 
 CONFIG = Path(__file__).resolve().parents[2] / "serve" / "config.yaml"
 
@@ -28,3 +30,13 @@ def test_the_builder_accepts_the_config_args() -> None:
     raw = yaml.safe_load(CONFIG.read_text())
     application = build_app(raw["applications"][0]["args"])
     assert application is not None
+
+
+def test_torch_threads_come_from_args_then_the_environment(monkeypatch) -> None:
+    monkeypatch.delenv(ENV_TORCH_THREADS, raising=False)
+    assert ServeSettings.from_args({}).torch_threads is None  # Ray's own default
+    assert ServeSettings.from_args({"torch_threads": 2}).torch_threads == 2
+    monkeypatch.setenv(ENV_TORCH_THREADS, "3")
+    assert ServeSettings.from_args({}).torch_threads == 3
+    with pytest.raises(ValueError, match="at least 1"):
+        ServeSettings.from_args({"torch_threads": 0})

@@ -2,11 +2,14 @@
 
 Each one wraps a stage method of :class:`~tumorseg.inference.Segmenter` (the same
 code as ``segment_batch`` and the bulk job) and batches concurrent requests with
-``@serve.batch``. The models come from MLflow through ``load_model_set``; a
-deployment's ``user_config`` (``model_alias``/``model_version``/``tracking_uri``)
-switches the set of a running replica: the new set is loaded next to the old one
-and swapped in one assignment, so requests in flight finish on the set they
-started with and none is dropped. Network calls run in a worker thread so the
+``@serve.batch``, opportunistically: a batch takes the requests that queued while
+the previous one ran and never waits for more (``batch_wait_timeout_s=0``): on a
+lone request any wait is pure latency, and under load batches form anyway.
+The models come from MLflow through ``load_model_set``; a deployment's
+``user_config`` (``model_alias``/``model_version``/``tracking_uri``) switches the
+set of a running replica: the new set is loaded next to the old one and swapped in
+one assignment, so requests in flight finish on the set they started with and none
+is dropped. Network calls run in a worker thread so the
 replica keeps answering health checks while it computes.
 """
 
@@ -64,6 +67,13 @@ class _Reconfigurable:
 class _ModelStage(_Reconfigurable):
     """Holds a Segmenter for the current choice."""
 
+    def __init__(self, settings: ServeSettings) -> None:
+        if settings.torch_threads is not None:
+            import torch
+
+            torch.set_num_threads(settings.torch_threads)
+        super().__init__(settings)
+
     def _load(self, choice: ModelChoice) -> None:
         models, config = load_model_set(
             choice.tracking_uri,
@@ -81,7 +91,7 @@ class _ModelStage(_Reconfigurable):
 class Classifier(_ModelStage):
     """Routes each image: ``(route, confidence, classifier version)``."""
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)
     async def classify(self, grays: list[np.ndarray]) -> list[tuple[Route, float, str]]:
         segmenter = self.segmenter
         decided = await asyncio.to_thread(segmenter.classify, grays)
@@ -138,7 +148,7 @@ class GrayNet(_BranchStage):
 
     route: Route = "homogeneous"
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0)
     async def segment(
         self, requests: list[tuple[np.ndarray, np.ndarray, float]]
     ) -> list[SegmentationResult]:
@@ -152,7 +162,7 @@ class MultiScaleFCN(_BranchStage):
 
     route: Route = "heterogeneous"
 
-    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.01)
+    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.0)
     async def segment(self, requests: list[tuple[np.ndarray, float]]) -> list[SegmentationResult]:
         grays, confidences = (list(column) for column in zip(*requests, strict=True))
         return await self._segment(grays, confidences)
