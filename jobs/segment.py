@@ -30,10 +30,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument(
-        "--concurrency", type=int, default=1, help="actors of the classifier, gray net and writer"
+        "--concurrency", type=int, default=1, help="max actors: classifier, gray net, writer"
     )
     parser.add_argument(
-        "--fcn-concurrency", type=int, help="actors of the multi-scale FCN (default: 2×concurrency)"
+        "--fcn-concurrency", type=int, help="max actors of the FCN (default: 2×concurrency)"
     )
     parser.add_argument("--cpus-per-actor", type=float, default=0.25)
     parser.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per network actor")

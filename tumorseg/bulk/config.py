@@ -11,13 +11,13 @@ from tumorseg.config import ImageLimits
 class SegmentJobConfig:
     """Where to read and write, which models, and how Ray runs each stage.
 
-    ``concurrency`` is the number of actors of the classifier, gray-net and writer
+    ``concurrency`` is the largest pool of the classifier, gray-net and writer
     stages, ``fcn_concurrency`` (default: twice ``concurrency``) that of the
     multi-scale FCN, which does most of the work: on the cpu preset an image costs
-    it about 7× what it costs the gray net. Pools have a fixed size: an actor
-    loads torch and the weights before its first batch (seconds on a small
-    machine), so pools that grow and shrink with the load spend more than they win
-    (measured on 2 CPUs: five actor restarts in a 60 s run of 624 images).
+    it about 7× what it costs the gray net. Each pool starts with one actor and
+    Ray Data grows it under load. (Pools started at full size ran faster on one
+    node but left actors unplaced on a two-node test cluster, so the job never
+    used the second node: tests/cluster/test_multinode.py.)
     ``cpus_per_actor`` is fractional on small machines so that the three pools and
     the read/write tasks fit together (measured on 2 CPUs with Ray 2.60: three actor
     pools of 0.5 CPU each never start, Ray Data's per-operator reservations leave

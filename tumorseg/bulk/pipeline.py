@@ -8,7 +8,7 @@ Decoding is fused into the classifier's actors. Each network stage is its own ac
 pool, so each can be sized and scaled to the traffic its route gets. Rows of the
 other route pass through a branch stage untouched; that costs a copy of their pixels
 and keeps the chain linear (Ray Data has no fan-out without recomputation). The
-driver holds only the listing (paths and stats), the model set it ships to the
+driver holds only the listing (paths and stats), the model set it shares with the
 actors, and one small summary row per input, never the images.
 """
 
@@ -29,7 +29,13 @@ from ray.data import ActorPoolStrategy
 from tumorseg.bulk.config import SegmentJobConfig
 from tumorseg.bulk.ledger import done_keys
 from tumorseg.bulk.listing import InputFile, list_inputs, listing_table
-from tumorseg.bulk.stages import BranchStage, ClassifyStage, WriteStage, decode_batch
+from tumorseg.bulk.stages import (
+    BranchStage,
+    ClassifyStage,
+    SharedModels,
+    WriteStage,
+    decode_batch,
+)
 from tumorseg.config import SegmenterConfig
 from tumorseg.inference.models import ModelSet
 from tumorseg.tracking import ModelNames, load_model_set, resolve_tracking_uri
@@ -75,8 +81,8 @@ def build_dataset(
 ) -> ray.data.Dataset:
     """The streaming chain of stages over a listing dataset (see the module doc).
 
-    Every stage is a fixed pool of actors (sizes: see :class:`SegmentJobConfig`), so
-    no batch waits for a worker process to start and import torch. The multi-scale
+    Every stage is a pool of actors (sizes: see :class:`SegmentJobConfig`), so no
+    batch waits for a worker process to start and import torch. The multi-scale
     FCN does most of the work, so it comes first of the two branches: it gets its
     rows as soon as they are classified, and the light gray net catches up behind.
     """
@@ -86,8 +92,9 @@ def build_dataset(
         "num_cpus": config.cpus_per_actor,
         "num_gpus": config.num_gpus or None,
     }
-    pool = ActorPoolStrategy(size=config.concurrency)
-    shipped = {"config": config, "models": models, "segmenter_config": segmenter_config}
+    pool = _pool(config.concurrency)
+    shared = SharedModels(ray.put(models))
+    shipped = {"config": config, "models": shared, "segmenter_config": segmenter_config}
     return (
         listing.map_batches(
             decode_batch,
@@ -100,7 +107,7 @@ def build_dataset(
         .map_batches(
             BranchStage,
             fn_constructor_kwargs={**shipped, "route": "heterogeneous"},
-            compute=ActorPoolStrategy(size=config.fcn_actors),
+            compute=_pool(config.fcn_actors),
             **network,
         )
         .map_batches(
@@ -118,6 +125,11 @@ def build_dataset(
             compute=pool,
         )
     )
+
+
+def _pool(size: int) -> ActorPoolStrategy:
+    """One actor to start with, up to ``size`` under load (see SegmentJobConfig)."""
+    return ActorPoolStrategy(min_size=1, max_size=size)
 
 
 def listing_dataset(todo: list[InputFile], batch_size: int) -> ray.data.Dataset:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -122,17 +123,30 @@ def decode_batch(batch: pd.DataFrame, limits: ImageLimits) -> pd.DataFrame:
 # --------------------------------------------------------------------------- networks
 
 
-class SegmenterStage:
-    """An actor holding the job's model set.
+@dataclass(frozen=True)
+class SharedModels:
+    """The job's model set, put in the object store once by the driver.
 
-    The driver resolves the alias once and ships the weights (Ray Data keeps the
-    constructor arguments in the object store), so every actor, restarted ones
-    included, runs the same versions even if the alias moves mid-job, and no actor
-    queries the registry.
+    The driver resolves the alias once, so every actor, restarted ones included,
+    runs the same versions even if the alias moves mid-job, and no actor queries the
+    registry. The set travels as a reference that each actor fetches: passed by
+    value, the weights would be large constructor arguments, and Ray places such
+    actors next to their arguments, all on the driver's node.
     """
 
+    ref: Any  # ray.ObjectRef of a ModelSet
+
+    def get(self) -> ModelSet:
+        import ray
+
+        return ray.get(self.ref)
+
+
+class SegmenterStage:
+    """An actor holding the job's model set (see :class:`SharedModels`)."""
+
     def __init__(
-        self, config: SegmentJobConfig, models: ModelSet, segmenter_config: SegmenterConfig
+        self, config: SegmentJobConfig, models: SharedModels, segmenter_config: SegmenterConfig
     ) -> None:
         import torch
 
@@ -141,7 +155,7 @@ class SegmenterStage:
 
         torch.set_num_threads(config.torch_threads or max(1, math.ceil(config.cpus_per_actor)))
         # The actor's GPU when it was given one.
-        self.segmenter = Segmenter(models.to(select_device(None)), segmenter_config)
+        self.segmenter = Segmenter(models.get().to(select_device(None)), segmenter_config)
         self.write_overlays = config.write_overlays
 
     def _apply(
@@ -190,7 +204,7 @@ class BranchStage(SegmenterStage):
     def __init__(
         self,
         config: SegmentJobConfig,
-        models: ModelSet,
+        models: SharedModels,
         segmenter_config: SegmenterConfig,
         route: Route,
     ) -> None:
