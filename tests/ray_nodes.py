@@ -14,6 +14,7 @@ driver exits after 60 s without a GCS.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -77,6 +78,8 @@ class RayNodes:
     dashboard_port: int = field(default_factory=free_port)
     processes: list[subprocess.Popen] = field(default_factory=list)
     temp_dirs: list[str] = field(default_factory=list)
+    _temp_dir_of: dict[int, str] = field(default_factory=dict, repr=False)
+    _last_error: str = field(default="", repr=False)
 
     @property
     def env(self) -> dict[str, str]:
@@ -99,17 +102,37 @@ class RayNodes:
             "--dashboard-host=127.0.0.1",
             f"--num-cpus={num_cpus}",
         )
-        self._wait(lambda: self._run("job", "list", "--address", self.dashboard_url), timeout)
-        self._wait(self.alive_node_ids, timeout)  # its raylet may register a little later
+        up = self._wait(
+            lambda: self._run("job", "list", "--address", self.dashboard_url), timeout, head
+        ) and self._wait(self.alive_node_ids, timeout, head)  # its raylet may register later
+        if not up:
+            log = f"{self._last_error}\n{self._log_tail(head)}"
+            self.stop()
+            raise TimeoutError(f"the Ray head did not come up:\n{log}")
         return head
 
-    def add_node(self, num_cpus: float = 2, timeout: float = 60) -> Node:
-        """A worker node joined to the head; returns once the head counts it alive."""
-        before = set(self.alive_node_ids())
-        process = self._start(f"--address={self.gcs_address}", f"--num-cpus={num_cpus}")
-        self._wait(lambda: set(self.alive_node_ids()) - before, timeout)
-        (node_id,) = set(self.alive_node_ids()) - before
-        return Node(process, node_id)
+    def add_node(self, num_cpus: float = 2, timeout: float = 60, attempts: int = 3) -> Node:
+        """A worker node joined to the head; returns once the head counts it alive.
+
+        A node that exits or never registers within ``timeout`` is killed and started
+        again with fresh ports; the error, if every attempt fails, holds what each one
+        printed. (One node once failed to join in CI, with its output discarded.)
+        """
+        failures: list[str] = []
+        for _ in range(attempts):
+            before = set(self.alive_node_ids())
+            process = self._start(f"--address={self.gcs_address}", f"--num-cpus={num_cpus}")
+
+            def joined(known: set[str] = before) -> set[str]:
+                return set(self.alive_node_ids()) - known
+
+            if self._wait(joined, timeout, process):
+                (node_id,) = joined()
+                return Node(process, node_id)
+            failures.append(f"{self._last_error}\n{self._log_tail(process)}")
+            self._kill_group(process)
+        reasons = "\n---\n".join(failures)
+        raise TimeoutError(f"a Ray worker node did not come up in {attempts} attempts:\n{reasons}")
 
     def alive_node_ids(self) -> list[str]:
         from ray.util.state import list_nodes
@@ -121,8 +144,7 @@ class RayNodes:
 
     def kill(self, node: Node) -> None:
         """SIGKILL a node's whole process group, as if its machine were lost."""
-        os.killpg(node.process.pid, signal.SIGKILL)
-        node.process.wait(timeout=30)
+        self._kill_group(node.process)
 
     def actors_on(self, node_id: str, class_prefix: str) -> list[str]:
         """Class names of the live actors on one node whose class name starts with a prefix."""
@@ -177,27 +199,45 @@ class RayNodes:
         # Short, under /tmp: Ray's socket paths must fit in 107 characters.
         temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
         self.temp_dirs.append(temp_dir)
-        process = subprocess.Popen(
-            [RAY_BIN, "start", "--block", f"--temp-dir={temp_dir}", *args, *_agent_ports()],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        with open(Path(temp_dir) / "ray-start.log", "wb") as log:
+            process = subprocess.Popen(
+                [RAY_BIN, "start", "--block", f"--temp-dir={temp_dir}", *args, *_agent_ports()],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.processes.append(process)
+        self._temp_dir_of[process.pid] = temp_dir
         return process
+
+    def _log_tail(self, process: subprocess.Popen, chars: int = 3000) -> str:
+        """What `ray start` and the node's raylet printed: the reason a node failed."""
+        temp_dir = Path(self._temp_dir_of[process.pid])
+        exit_code = process.poll()
+        parts = [f"`ray start` exit code: {'still running' if exit_code is None else exit_code}"]
+        for log in (temp_dir / "ray-start.log", temp_dir / "session_latest/logs/raylet.out"):
+            if log.exists():
+                parts.append(f"{log.name}: ...{log.read_text(errors='replace')[-chars:]}")
+        return "\n".join(parts)
+
+    def _kill_group(self, process: subprocess.Popen) -> None:
+        with contextlib.suppress(ProcessLookupError):  # the group has exited already
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
 
     def _run(self, *args: str) -> bool:
         return subprocess.run([RAY_BIN, *args], env=self.env, capture_output=True).returncode == 0
 
-    def _wait(self, ready, timeout: float) -> None:
+    def _wait(self, ready, timeout: float, process: subprocess.Popen) -> bool:
+        """Whether ``ready()`` came true within ``timeout`` while ``process`` kept running."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        self._last_error = "last check: not ready"
+        while time.monotonic() < deadline and process.poll() is None:
             try:
                 if ready():
-                    return
-            except Exception:  # the node is not up yet
-                pass
+                    return True
+            except Exception as error:  # the node is not up yet
+                self._last_error = f"last check raised {error!r}"
             time.sleep(1)
-        self.stop()
-        raise TimeoutError("a Ray node did not come up")
+        return False
