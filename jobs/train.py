@@ -47,6 +47,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="also train the unrouted baseline network (default: on)",
     )
+    parser.add_argument(
+        "--graynet-init",
+        choices=["scratch", "baseline"],
+        help="start the gray net from the baseline's weights or from scratch (default: preset's)",
+    )
     parser.add_argument("--seed", type=int)
     parser.add_argument("--experiment", default="tumorseg")
     parser.add_argument(
@@ -61,19 +66,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args = parse_args()
-    config = preset_config(
-        args.preset,
-        num_workers=args.num_workers,
-        use_gpu=args.use_gpu,
-        cpus_per_worker=args.cpus_per_worker,
-        placement_strategy=args.placement_strategy,
-        epochs=args.epochs,
-        max_images=args.max_images,
-        max_failures=args.max_failures,
-        concurrent=args.concurrent,
-        train_baseline=args.baseline,
-        seed=args.seed,
-    )
+    try:
+        config = preset_config(
+            args.preset,
+            num_workers=args.num_workers,
+            use_gpu=args.use_gpu,
+            cpus_per_worker=args.cpus_per_worker,
+            placement_strategy=args.placement_strategy,
+            epochs=args.epochs,
+            max_images=args.max_images,
+            max_failures=args.max_failures,
+            concurrent=args.concurrent,
+            train_baseline=args.baseline,
+            graynet_init=args.graynet_init,
+            seed=args.seed,
+        )
+    except ValueError as error:  # flags that contradict each other or the preset
+        raise SystemExit(f"jobs/train.py: error: {error}") from None
     run_train_job(
         TrainJobOptions(
             config=config,

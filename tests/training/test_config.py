@@ -17,3 +17,13 @@ def test_overrides() -> None:
     assert {config.budget(r).epochs for r in ("classifier", "graynet", "fcn", "baseline")} == {3}
     with pytest.raises(ValueError, match="unknown preset"):
         preset_config("huge")
+
+
+def test_a_gray_net_started_from_the_baseline_needs_the_baseline() -> None:
+    assert preset_config("cpu").graynet_init == "baseline"
+    with pytest.raises(ValueError, match="--graynet-init scratch"):
+        preset_config("cpu", train_baseline=False)
+    config = preset_config("cpu", train_baseline=False, graynet_init="scratch")
+    assert config.graynet_init == "scratch" and not config.train_baseline
+    with pytest.raises(ValueError, match="graynet_init"):
+        preset_config("smoke", graynet_init="imagenet")

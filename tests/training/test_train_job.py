@@ -18,12 +18,13 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def trained(ray_session, busi24, tmp_path_factory):
-    """One smoke training job, shared by the checks below (Train start-up is costly)."""
+    """One smoke training job, shared by the checks below (Train start-up is costly);
+    its gray net starts from the baseline, as in the cpu and gpu presets."""
     root = tmp_path_factory.mktemp("smoke")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     outcome = run_train_job(
         TrainJobOptions(
-            config=preset_config("smoke"),
+            config=preset_config("smoke", graynet_init="baseline"),
             data=str(busi24),
             tracking_uri=uri,
             storage_path=str(root / "ray"),
@@ -79,6 +80,8 @@ def test_metrics_and_artifacts_logged(trained) -> None:
     )
     by_role = {run.info.run_name: run for run in children}
     assert {"classifier", "graynet", "fcn", "baseline"} <= set(by_role)
+    assert by_role["graynet"].data.params["init"] == "baseline"
+    assert by_role["fcn"].data.params["init"] == "scratch"
     dice_history = client.get_metric_history(by_role["graynet"].info.run_id, "val_dice")
     assert [m.step for m in dice_history] == [0, 1]  # one value per epoch
     auc = client.get_metric_history(by_role["classifier"].info.run_id, "val_auc")

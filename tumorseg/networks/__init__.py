@@ -11,6 +11,7 @@ from tumorseg.networks.baseline import build_baseline
 from tumorseg.networks.classifier import build_route_classifier
 from tumorseg.networks.graynet import build_graynet, graynet_in_channels
 from tumorseg.networks.tile_fcn import build_tile_fcn
+from tumorseg.networks.warm_start import transfer_weights
 
 #: Role name → builder. Training, registry and serving refer to models by these names.
 NETWORK_BUILDERS: dict[str, Callable[[NetworkConfig], nn.Module]] = {
@@ -42,4 +43,5 @@ __all__ = [
     "build_route_classifier",
     "build_tile_fcn",
     "graynet_in_channels",
+    "transfer_weights",
 ]

@@ -58,7 +58,22 @@ class TrainConfig:
     max_failures: int = 2
     concurrent: bool = False
     train_baseline: bool = True
+    # "baseline": the gray net starts from the trained baseline's weights, then trains
+    # on the homogeneous shard only (in-house pretraining: no hub weights); "scratch":
+    # random initialisation.
+    graynet_init: Literal["scratch", "baseline"] = "scratch"
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.graynet_init not in ("scratch", "baseline"):
+            raise ValueError(
+                f"graynet_init must be 'scratch' or 'baseline', not {self.graynet_init!r}"
+            )
+        if self.graynet_init == "baseline" and not self.train_baseline:
+            raise ValueError(
+                "the gray net starts from the baseline's weights (graynet_init='baseline'), "
+                "so the baseline must be trained; train it, or use --graynet-init scratch"
+            )
 
     def budget(self, role: str) -> ModelBudget:
         return getattr(self, role)
@@ -97,7 +112,7 @@ def _smoke() -> TrainConfig:
 
 
 def _cpu() -> TrainConfig:
-    """The whole BUSI corpus on a 2-core machine in about half an hour."""
+    """The whole BUSI corpus on a 2-core machine in under 40 minutes (37.5 measured)."""
     networks = NetworkConfig(
         classifier_size=96,
         classifier_channels=(16, 32, 64, 96),
@@ -112,11 +127,12 @@ def _cpu() -> TrainConfig:
     return TrainConfig(
         segmenter=SegmenterConfig(networks=networks, multiscale=multiscale),
         classifier=ModelBudget(epochs=8, batch_size=16, learning_rate=1e-3),
-        graynet=ModelBudget(epochs=20, batch_size=8, learning_rate=1e-3),
-        fcn=ModelBudget(epochs=16, batch_size=64, learning_rate=2e-3),
+        graynet=ModelBudget(epochs=12, batch_size=8, learning_rate=1e-3),
+        fcn=ModelBudget(epochs=24, batch_size=64, learning_rate=2e-3),
         baseline=ModelBudget(epochs=20, batch_size=8, learning_rate=1e-3),
         tiles=TileSampling(passes=(50, 80, 100), guided_copies=1, max_tiles_per_image=120),
         cpus_per_worker=1.0,
+        graynet_init="baseline",
     )
 
 
@@ -134,6 +150,7 @@ def _gpu() -> TrainConfig:
         use_gpu=True,
         cpus_per_worker=4.0,
         concurrent=True,
+        graynet_init="baseline",
     )
 
 

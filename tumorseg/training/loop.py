@@ -14,6 +14,7 @@ import tempfile
 from typing import Any
 
 import numpy as np
+import ray
 import ray.train
 import ray.train.torch
 import torch
@@ -22,7 +23,7 @@ from monai.losses import DiceCELoss
 from monai.metrics import DiceMetric, compute_roc_auc
 from torch import nn
 
-from tumorseg.networks import build_network
+from tumorseg.networks import build_network, transfer_weights
 from tumorseg.training.augment import augment_batch
 from tumorseg.training.config import TrainConfig
 from tumorseg.training.roles import ROLE_SPECS, RoleSpec
@@ -39,7 +40,11 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     torch.manual_seed(config.seed)
     device = ray.train.torch.get_device()
 
-    model = ray.train.torch.prepare_model(build_network(role, networks))
+    network = build_network(role, networks)
+    if loop_config.get("init_weights") is not None:  # a checkpoint, if any, overrides it below
+        source = ray.get(loop_config["init_weights"])
+        transfer_weights(source, network, spec.gray_channels(networks) or (0,))
+    model = ray.train.torch.prepare_model(network)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=budget.learning_rate, weight_decay=budget.weight_decay
     )

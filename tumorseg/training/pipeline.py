@@ -19,6 +19,7 @@ from typing import Any
 
 import mlflow
 import numpy as np
+import ray
 from torch import nn
 
 from tumorseg.data import ImageRecord
@@ -105,13 +106,35 @@ def _figure(section: dict[str, Any] | None, key: str) -> float:
 def _fit_all(
     corpus: PreparedCorpus, roles: list[str], config: TrainConfig, storage_path: str, run_id: str
 ) -> dict[str, FitResult]:
-    """One trainer per network: concurrently when configured, else one after another."""
+    """One trainer per network: concurrently when configured, else one after another.
+
+    A gray net that starts from the baseline's weights trains after the baseline.
+    """
+    later = ["graynet"] if config.graynet_init == "baseline" else []
+    results = _fit_group(corpus, [r for r in roles if r not in later], config, storage_path, run_id)
+    if later:
+        log.info("the gray net starts from the baseline's best weights")
+        init = {"graynet": ray.put(results["baseline"].best_weights)}
+        results.update(_fit_group(corpus, later, config, storage_path, run_id, init))
+    return {role: results[role] for role in roles}
+
+
+def _fit_group(
+    corpus: PreparedCorpus,
+    roles: list[str],
+    config: TrainConfig,
+    storage_path: str,
+    run_id: str,
+    init: dict[str, ray.ObjectRef] | None = None,
+) -> dict[str, FitResult]:
     trainers = {}
     for role in roles:
         datasets = role_datasets(corpus, role, config)
         if datasets["train"].count() == 0:
             raise ValueError(f"no training data for {role}: its shard is empty (too few images?)")
-        trainers[role] = build_trainer(role, datasets, config, storage_path, f"{run_id}-{role}")
+        trainers[role] = build_trainer(
+            role, datasets, config, storage_path, f"{run_id}-{role}", (init or {}).get(role)
+        )
     if config.concurrent:
         with ThreadPoolExecutor(len(roles)) as pool:
             futures = {role: pool.submit(fit, trainers[role], role) for role in roles}
@@ -186,7 +209,10 @@ def _log_child(parent_id: str, result: FitResult, config: TrainConfig) -> None:
     """A nested run per network: its budget, per-epoch metrics and learning curves."""
     with mlflow.start_run(run_name=result.role, nested=True, parent_run_id=parent_id):
         budget = config.budget(result.role)
-        mlflow.log_params({**vars(budget), "role": result.role, "restarts": result.restarts})
+        init = config.graynet_init if result.role == "graynet" else "scratch"
+        mlflow.log_params(
+            {**vars(budget), "role": result.role, "restarts": result.restarts, "init": init}
+        )
         for row in result.history:
             epoch = int(row["epoch"])
             values = {k: float(v) for k, v in row.items() if k != "epoch" and np.isfinite(v)}

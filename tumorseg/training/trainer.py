@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import ray
 import ray.data
 import torch
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -30,11 +31,16 @@ def build_trainer(
     config: TrainConfig,
     storage_path: str,
     run_name: str,
+    init_weights: ray.ObjectRef | None = None,
 ) -> TorchTrainer:
-    """A trainer whose workers resume from their last checkpoint after a failure."""
+    """A trainer whose workers resume from their last checkpoint after a failure.
+
+    ``init_weights`` (a state dict in the object store) starts the network from
+    another's weights (see :func:`tumorseg.networks.transfer_weights`).
+    """
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"role": role, "train": config.to_dict()},
+        train_loop_config={"role": role, "train": config.to_dict(), "init_weights": init_weights},
         scaling_config=ScalingConfig(
             num_workers=config.num_workers,
             use_gpu=config.use_gpu,
