@@ -52,6 +52,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=["scratch", "baseline"],
         help="start the gray net from the baseline's weights or from scratch (default: preset's)",
     )
+    parser.add_argument(
+        "--tune-route-threshold",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="choose the router's threshold on the validation split (default: on)",
+    )
     parser.add_argument("--seed", type=int)
     parser.add_argument("--experiment", default="tumorseg")
     parser.add_argument(
@@ -79,6 +85,7 @@ def main() -> None:
             concurrent=args.concurrent,
             train_baseline=args.baseline,
             graynet_init=args.graynet_init,
+            tune_route_threshold=args.tune_route_threshold,
             seed=args.seed,
         )
     except ValueError as error:  # flags that contradict each other or the preset

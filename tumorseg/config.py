@@ -108,11 +108,17 @@ class SegmenterConfig:
     # image). On the BUSI validation split this lifts the multi-scale FCN, whose
     # tiles scatter small false islands, and does nothing for the gray net (README).
     largest_component_routes: tuple[str, ...] = ("heterogeneous",)
+    # The classifier's p(heterogeneous) above which an image takes the FCN route.
+    # Sending a homogeneous image to the FCN costs more Dice than the reverse, so
+    # the training job may choose it on the validation split (README, "Routing").
+    route_threshold: float = 0.5
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.largest_component_routes) - set(ROUTES))
         if unknown:
             raise ValueError(f"largest_component_routes: unknown routes {unknown}")
+        if not 0.0 < self.route_threshold < 1.0:
+            raise ValueError(f"route_threshold must lie in (0, 1), got {self.route_threshold}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -60,6 +60,24 @@ def test_masks_match_every_input_shape_on_both_routes(segmenter, busi_images, ro
         assert result.pass_tiles == expected
 
 
+def test_route_threshold_moves_images_between_routes(busi_images) -> None:
+    """The route follows p(heterogeneous) against the threshold; the confidence stays the
+    chosen route's probability, so the two thresholds see the same probabilities."""
+    grays = [image if image.ndim == 2 else image[..., 0] for image in busi_images[:8]]
+    decided = {
+        threshold: Segmenter.untrained(
+            seed=0, config=SegmenterConfig(route_threshold=threshold)
+        ).classify(grays)
+        for threshold in (0.001, 0.5, 0.999)
+    }
+    assert {route for route, _ in decided[0.001]} == {"heterogeneous"}
+    assert {route for route, _ in decided[0.999]} == {"homogeneous"}
+    for (_, p_het), (_, p_homo) in zip(decided[0.001], decided[0.999], strict=True):
+        assert p_het + p_homo == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ValueError, match="route_threshold"):
+        SegmenterConfig(route_threshold=1.0)
+
+
 def test_classifier_routes_and_reports_confidence(segmenter, busi_images) -> None:
     results = segmenter.segment_batch(busi_images)
     for result, image in zip(results, busi_images, strict=True):

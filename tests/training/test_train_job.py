@@ -51,6 +51,9 @@ def test_models_load_by_alias_and_segment(trained, busi24) -> None:
     models, config = load_model_set(uri, alias="champion")
     assert models.versions["fcn"].endswith(f"/{outcome.versions['fcn']}")
     assert load_baseline(uri, alias="champion") is not None
+    # the router threshold chosen on the validation split travels with the models
+    chosen = MlflowClient(uri).get_run(outcome.parent_run_id).data.params["route_threshold"]
+    assert config.route_threshold == pytest.approx(float(chosen))
     from tumorseg import Segmenter
 
     image = load_image(discover(busi24)[0].path)
@@ -64,7 +67,7 @@ def test_metrics_and_artifacts_logged(trained) -> None:
     parent = client.get_run(outcome.parent_run_id)
     assert np.isfinite(parent.data.metrics["fused_val_dice"])
     artifacts = {a.path for a in client.list_artifacts(outcome.parent_run_id)}
-    assert {"train_config.json", "splits.json", "validation"} <= artifacts
+    assert {"train_config.json", "splits.json", "route_threshold.json", "validation"} <= artifacts
     validation = [a.path for a in client.list_artifacts(outcome.parent_run_id, "validation")]
     assert "validation/summary.json" in validation and "validation/report.md" in validation
     overlays = [

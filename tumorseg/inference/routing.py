@@ -18,12 +18,26 @@ def predict_routes(
     config: NetworkConfig,
     device: torch.device,
     chunk: int = 64,
+    threshold: float = 0.5,
 ) -> list[tuple[Route, float]]:
-    """``(route, confidence)`` per image; confidence is the chosen route's probability."""
+    """``(route, confidence)`` per image; confidence is the chosen route's probability.
+
+    An image is heterogeneous when the classifier's p(heterogeneous) exceeds
+    ``threshold``.
+    """
     if not images:
         return []
     probabilities = softmax(
         predict(model, stack_resized(images, config.classifier_size), device, chunk)
     )
-    choices = probabilities.argmax(axis=1)
-    return [(ROUTES[c], float(p[c])) for c, p in zip(choices, probabilities, strict=True)]
+    return [route_for(float(p[HETEROGENEOUS]), threshold) for p in probabilities]
+
+
+HETEROGENEOUS = ROUTES.index("heterogeneous")
+
+
+def route_for(p_heterogeneous: float, threshold: float) -> tuple[Route, float]:
+    """The route a probability of heterogeneity takes, and that route's probability."""
+    if p_heterogeneous > threshold:
+        return "heterogeneous", p_heterogeneous
+    return "homogeneous", 1.0 - p_heterogeneous

@@ -86,7 +86,13 @@ class Segmenter:
 
     def classify(self, grays: Sequence[np.ndarray]) -> list[tuple[Route, float]]:
         """``(route, confidence)`` per 2-D ``uint8`` image, from the classifier."""
-        return predict_routes(self.models.classifier, grays, self.config.networks, self.device)
+        return predict_routes(
+            self.models.classifier,
+            grays,
+            self.config.networks,
+            self.device,
+            threshold=self.config.route_threshold,
+        )
 
     def branch_probabilities(
         self,

@@ -62,6 +62,9 @@ class TrainConfig:
     # on the homogeneous shard only (in-house pretraining: no hub weights); "scratch":
     # random initialisation.
     graynet_init: Literal["scratch", "baseline"] = "scratch"
+    # Choose the router's p(heterogeneous) threshold on the validation split
+    # (tumorseg.training.route_threshold); off: keep the segmenter config's.
+    tune_route_threshold: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -13,7 +13,7 @@ import logging
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from tumorseg.tracking import ModelNames, promote_if_better, register_model_set
 from tumorseg.tracking.plots import learning_curve_png
 from tumorseg.training.config import TrainConfig
 from tumorseg.training.corpus import PreparedCorpus, prepare_corpus, role_datasets
+from tumorseg.training.route_threshold import branch_dice, choose_route_threshold
 from tumorseg.training.trainer import FitResult, build_trainer, fit
 
 log = logging.getLogger("tumorseg.training")
@@ -70,6 +71,8 @@ def run_training(
         models = {role: _restore(role, fits[role], config) for role in roles}
         for role in roles:
             _log_child(parent.info.run_id, fits[role], config)
+        if config.tune_route_threshold:
+            config = _tune_route_threshold(models, config, _in_split(records, corpus, "val"))
         summary = _validate(models, config, records, corpus)
         fused_dice = _figure(summary.get("fused"), "dice")  # NaN: no tumor image in val
         baseline_dice = _figure(summary.get("baseline"), "dice")
@@ -163,13 +166,9 @@ def _validate(
     The evaluation report (rows, Dice histogram, best/median/worst overlays) is
     logged under ``validation/``.
     """
-    val_ids = {i for i, s in corpus.splits.items() if s == "val"}
-    val_records = [r for r in records if r.image_id in val_ids]
-    segmenter = Segmenter(
-        ModelSet(**{role: models[role] for role in FUSED_ROLES}), config.segmenter, device="cpu"
-    )
+    segmenter = _segmenter(models, config)
     baseline = models.get("baseline")
-    result = evaluate_corpus(val_records, segmenter, baseline)
+    result = evaluate_corpus(_in_split(records, corpus, "val"), segmenter, baseline)
     with tempfile.TemporaryDirectory() as directory:
         write_report(
             result,
@@ -180,6 +179,35 @@ def _validate(
         )
         mlflow.log_artifacts(directory, artifact_path="validation")
     return result.summary
+
+
+def _tune_route_threshold(
+    models: dict[str, nn.Module], config: TrainConfig, val_records: list[ImageRecord]
+) -> TrainConfig:
+    """The config with the router threshold that fuses best on the validation split."""
+    images = branch_dice(_segmenter(models, config), val_records)
+    threshold, sweep = choose_route_threshold(images, config.segmenter.route_threshold)
+    log.info(
+        "route threshold %.2f: fused Dice %s on %d validation tumor images (%.2f: %s)",
+        threshold,
+        f"{sweep[threshold]:.3f}" if sweep else "n/a",
+        len(images),
+        config.segmenter.route_threshold,
+        f"{sweep.get(config.segmenter.route_threshold, float('nan')):.3f}" if sweep else "n/a",
+    )
+    mlflow.log_params({"route_threshold": threshold, "route_threshold_images": len(images)})
+    mlflow.log_dict({f"{t:.2f}": dice for t, dice in sweep.items()}, "route_threshold.json")
+    return replace(config, segmenter=replace(config.segmenter, route_threshold=threshold))
+
+
+def _segmenter(models: dict[str, nn.Module], config: TrainConfig) -> Segmenter:
+    fused = ModelSet(**{role: models[role] for role in FUSED_ROLES})
+    return Segmenter(fused, config.segmenter, device="cpu")
+
+
+def _in_split(records: list[ImageRecord], corpus: PreparedCorpus, split: str) -> list[ImageRecord]:
+    ids = {i for i, s in corpus.splits.items() if s == split}
+    return [r for r in records if r.image_id in ids]
 
 
 def _log_corpus(corpus: PreparedCorpus, config: TrainConfig) -> dict[str, int]:
