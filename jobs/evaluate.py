@@ -13,7 +13,6 @@ The same files and the headline metrics are logged to an MLflow run named
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 
@@ -67,10 +66,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     from tumorseg.evaluation.job import EvaluateJobOptions, run_evaluate_job
+    from tumorseg.runtime import log_progress
     from tumorseg.tracking import ModelNames, ModelNotFoundError
+
+    log_progress()
 
     options = EvaluateJobOptions(
         data=args.data,

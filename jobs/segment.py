@@ -9,11 +9,10 @@ Reruns skip what is done; bad files become rows of OUTPUT/errors, never a failed
 from __future__ import annotations
 
 import argparse
-import logging
 
 from tumorseg.bulk import SegmentJobConfig, run_segmentation
 from tumorseg.config import ImageLimits
-from tumorseg.runtime import init_ray
+from tumorseg.runtime import init_ray, log_progress
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -50,7 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    log_progress()
     args = parse_args()
     config = SegmentJobConfig(
         input=args.input,

@@ -11,8 +11,8 @@ path every node sees (README, "Scale out").
 from __future__ import annotations
 
 import argparse
-import logging
 
+from tumorseg.runtime import log_progress
 from tumorseg.tracking import ModelNames
 from tumorseg.training.config import PRESETS, preset_config
 from tumorseg.training.job import TrainJobOptions, run_train_job
@@ -70,7 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    log_progress()
     args = parse_args()
     try:
         config = preset_config(
