@@ -18,6 +18,11 @@ from tumorseg.training.config import PRESETS, preset_config
 from tumorseg.training.job import TrainJobOptions, run_train_job
 
 
+def _switch(parser: argparse.ArgumentParser, flag: str, text: str) -> None:
+    """``--flag`` / ``--no-flag``; unset (``None``) keeps the preset's value."""
+    parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -35,28 +40,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, help="override every network's epochs")
     parser.add_argument("--max-images", type=int, help="use only the first N images")
     parser.add_argument("--max-failures", type=int, help="worker failures tolerated per network")
-    parser.add_argument(
-        "--concurrent",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="train the networks at the same time (needs the resources)",
-    )
-    parser.add_argument(
-        "--baseline",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="also train the unrouted baseline network (default: on)",
-    )
+    _switch(parser, "--concurrent", "train the networks at the same time (needs the resources)")
+    _switch(parser, "--baseline", "also train the unrouted baseline network (default: on)")
     parser.add_argument(
         "--graynet-init",
         choices=["scratch", "baseline"],
         help="start the gray net from the baseline's weights or from scratch (default: preset's)",
     )
-    parser.add_argument(
+    _switch(
+        parser,
         "--tune-route-threshold",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="choose the router's threshold on the validation split (default: on)",
+        "choose the router's threshold on the validation split (default: on)",
     )
     parser.add_argument("--seed", type=int)
     parser.add_argument("--experiment", default="tumorseg")
