@@ -129,9 +129,8 @@ class SharedModels:
 
     The driver resolves the alias once, so every actor, restarted ones included,
     runs the same versions even if the alias moves mid-job, and no actor queries the
-    registry. The set is put in the object store once and travels as a reference
-    that each actor fetches, instead of a copy in every actor's constructor
-    arguments.
+    registry. The set travels as a reference that each actor fetches, instead of a
+    copy in every actor's constructor arguments.
     """
 
     ref: Any  # ray.ObjectRef of a ModelSet

@@ -41,3 +41,8 @@ def route_for(p_heterogeneous: float, threshold: float) -> tuple[Route, float]:
     if p_heterogeneous > threshold:
         return "heterogeneous", p_heterogeneous
     return "homogeneous", 1.0 - p_heterogeneous
+
+
+def heterogeneous_probability(route: Route, confidence: float) -> float:
+    """Inverse of :func:`route_for`: p(heterogeneous) from a route and its confidence."""
+    return confidence if route == "heterogeneous" else 1.0 - confidence

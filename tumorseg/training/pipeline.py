@@ -186,15 +186,19 @@ def _tune_route_threshold(
 ) -> TrainConfig:
     """The config with the router threshold that fuses best on the validation split."""
     images = branch_dice(_segmenter(models, config), val_records)
-    threshold, sweep = choose_route_threshold(images, config.segmenter.route_threshold)
-    log.info(
-        "route threshold %.2f: fused Dice %s on %d validation tumor images (%.2f: %s)",
-        threshold,
-        f"{sweep[threshold]:.3f}" if sweep else "n/a",
-        len(images),
-        config.segmenter.route_threshold,
-        f"{sweep.get(config.segmenter.route_threshold, float('nan')):.3f}" if sweep else "n/a",
-    )
+    default = config.segmenter.route_threshold
+    threshold, sweep = choose_route_threshold(images, default)
+    if sweep:
+        log.info(
+            "route threshold %.2f: fused Dice %.3f on %d validation tumor images (%.3f at %.2f)",
+            threshold,
+            sweep[threshold],
+            len(images),
+            sweep.get(default, float("nan")),
+            default,
+        )
+    else:
+        log.warning("no validation tumor image: the route threshold stays %.2f", threshold)
     mlflow.log_params({"route_threshold": threshold, "route_threshold_images": len(images)})
     mlflow.log_dict({f"{t:.2f}": dice for t, dice in sweep.items()}, "route_threshold.json")
     return replace(config, segmenter=replace(config.segmenter, route_threshold=threshold))

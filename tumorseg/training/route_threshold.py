@@ -18,8 +18,9 @@ import numpy as np
 from tumorseg.config import ROUTES
 from tumorseg.data import ImageRecord
 from tumorseg.errors import InvalidImageError
+from tumorseg.evaluation.evaluate import load_example
 from tumorseg.inference import Segmenter
-from tumorseg.io import load_frames, load_mask
+from tumorseg.inference.routing import heterogeneous_probability
 from tumorseg.metrics import score_masks
 
 log = logging.getLogger("tumorseg.training")
@@ -44,21 +45,20 @@ def branch_dice(segmenter: Segmenter, records: Sequence[ImageRecord]) -> list[Br
         if not record.mask_paths:
             continue
         try:
-            gray = load_frames(record.path, limits=segmenter.config.limits)[record.frame or 0]
-            truth = load_mask(list(record.mask_paths), shape=gray.shape)
-        except (InvalidImageError, IndexError) as error:
+            example = load_example(record, limits=segmenter.config.limits)
+        except InvalidImageError as error:
             log.warning("route threshold: skipping %s (%s)", record.path, error)
             continue
+        gray, truth = example.gray, example.truth
         if not truth.any():
             continue
         ((route, confidence),) = segmenter.classify([gray])
-        p_heterogeneous = confidence if route == "heterogeneous" else 1.0 - confidence
         dice = {}
         for branch in ROUTES:
             probability = segmenter.branch_probabilities(branch, [gray])[0]
             mask = segmenter.finish(gray, probability, branch, 1.0).mask
             dice[branch] = score_masks(mask, truth).dice
-        out.append(BranchDice(p_heterogeneous, **dice))
+        out.append(BranchDice(heterogeneous_probability(route, confidence), **dice))
     return out
 
 
