@@ -17,9 +17,10 @@ import cv2
 import numpy as np
 import pytest
 import requests
-from serving_helpers import MAX_BYTES, app_config, deploy
+from serving_helpers import MAX_BYTES, MAX_PIXELS, app_config, deploy
 
 from tumorseg.io.dicom import dicom_bytes
+from tumorseg.serving.ingress import BY_VALUE_MAX_BYTES
 
 pytestmark = pytest.mark.slow
 
@@ -63,6 +64,20 @@ def test_each_route_runs_its_deployments(service, busi_png, route, deployments) 
     ].endswith("/1")
     stage = {"homogeneous": "graynet", "heterogeneous": "fcn"}[route]
     assert {"decode", stage, "encode", "total"} <= set(payload["timings_ms"])
+
+
+@pytest.mark.parametrize("route", ["homogeneous", "heterogeneous"])
+def test_images_too_big_to_pass_by_value_still_segment(service, busi_png, route) -> None:
+    """Above ``BY_VALUE_MAX_BYTES`` the ingress passes the image by reference: Serve's
+    replica-to-replica gRPC refuses messages over 4 MiB (a 1500² image got 503s)."""
+    data, _ = busi_png
+    side = int((1.25 * BY_VALUE_MAX_BYTES) ** 0.5)
+    assert side * side <= MAX_PIXELS
+    gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    _, jpeg = cv2.imencode(".jpg", cv2.resize(gray, (side, side)))
+    answer = post(service, jpeg.tobytes(), "image/jpeg", route=route)
+    assert answer.status_code == 200, answer.text
+    assert mask_of(answer.json()).shape == (side, side)
 
 
 def test_the_classifier_routes_when_no_route_is_forced(service, busi_png) -> None:

@@ -13,6 +13,7 @@ downstream deployment that is saturated or restarting turns into a 503 with
 import asyncio
 import logging
 import time
+from dataclasses import dataclass, fields
 from importlib import resources
 from typing import Annotated, Any, Literal
 
@@ -35,6 +36,31 @@ from tumorseg.serving.http import (
 from tumorseg.serving.settings import ServeSettings
 
 log = logging.getLogger("ray.serve")
+
+#: Largest image (bytes of its decoded array) passed by value between deployments.
+#: By value, arguments and results go straight over Serve's replica-to-replica gRPC
+#: instead of through the object store, a shorter round trip; but that channel
+#: refuses messages over 4 MiB, and the gray net's request carries the image and its
+#: binarization: bigger images go by reference.
+BY_VALUE_MAX_BYTES = 1792 * 1024
+
+
+@dataclass(frozen=True)
+class Stages:
+    """Handles to the four model deployments."""
+
+    classifier: DeploymentHandle
+    binarizer: DeploymentHandle
+    graynet: DeploymentHandle
+    fcn: DeploymentHandle
+
+    def passing(self, *, by_reference: bool) -> "Stages":
+        """The same handles, set explicitly: Serve's default depends on the cluster's
+        environment (``RAY_SERVE_THROUGHPUT_OPTIMIZED`` makes it by value)."""
+        return Stages(
+            *(getattr(self, f.name).options(_by_reference=by_reference) for f in fields(self))
+        )
+
 
 api = FastAPI(
     title="tumorseg",
@@ -68,8 +94,8 @@ class Ingress:
         fcn: DeploymentHandle,
         settings: ServeSettings,
     ) -> None:
-        self.classifier, self.binarizer = classifier, binarizer
-        self.graynet, self.fcn = graynet, fcn
+        self.stages = Stages(classifier, binarizer, graynet, fcn).passing(by_reference=True)
+        self.stages_by_value = self.stages.passing(by_reference=False)
         self.settings = settings
 
     @api.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -85,10 +111,11 @@ class Ingress:
     async def models(self, request: Request) -> Any:
         if (denied := self._denied(request)) is not None:
             return denied
+        stages = self.stages
         classifier, graynet, fcn = await asyncio.gather(
-            self.classifier.versions.remote(),
-            self.graynet.versions.remote(),
-            self.fcn.versions.remote(),
+            stages.classifier.versions.remote(),
+            stages.graynet.versions.remote(),
+            stages.fcn.versions.remote(),
         )
         return {
             "Classifier": classifier["classifier"],
@@ -146,24 +173,32 @@ class Ingress:
         return JSONResponse(payload)
 
     async def _run(self, gray, forced_route, timings: dict[str, float]):
+        stages = self.stages_by_value if gray.nbytes <= BY_VALUE_MAX_BYTES else self.stages
         deployments = []
+        started = time.perf_counter()
+        # Binarize while the classifier decides: the binarizer is cheap, and waiting
+        # for the route first would put its round trip on every homogeneous request.
+        binarized = None
+        if forced_route != "heterogeneous":
+            binarized = stages.binarizer.binarize.remote(gray)
         if forced_route is None:
-            started = time.perf_counter()
-            route, confidence, classifier_version = await self.classifier.classify.remote(gray)
+            route, confidence, classifier_version = await stages.classifier.classify.remote(gray)
             timings["classify"] = time.perf_counter() - started
             deployments.append("Classifier")
         else:
             route, confidence, classifier_version = forced_route, 1.0, None
-        started = time.perf_counter()
         if route == "homogeneous":
-            binary = await self.binarizer.binarize.remote(gray)
+            binary = await binarized
             timings["binarize"] = time.perf_counter() - started
             started = time.perf_counter()
-            result = await self.graynet.segment.remote((gray, binary, confidence))
+            result = await stages.graynet.segment.remote((gray, binary, confidence))
             timings["graynet"] = time.perf_counter() - started
             deployments += ["Binarizer", "GrayNet"]
         else:
-            result = await self.fcn.segment.remote((gray, confidence))
+            if binarized is not None:
+                binarized.cancel()  # no-op when it already finished
+            started = time.perf_counter()
+            result = await stages.fcn.segment.remote((gray, confidence))
             timings["fcn"] = time.perf_counter() - started
             deployments.append("MultiScaleFCN")
         if classifier_version is not None:
