@@ -5,8 +5,8 @@
 (a) reads and decodes each image with ``load_image`` and runs ``Segmenter.segment_batch``
     in this process, batch after batch (nothing written);
 (b) runs ``jobs/segment.py``'s pipeline (``run_segmentation``) on the same files into
-    a fresh output folder, with at most one actor per stage, with the default sizes
-    (up to one per stage, two for the multi-scale FCN), and with up to two per stage.
+    a fresh output folder, with at most one actor per stage (the job's defaults),
+    with up to two for the multi-scale FCN only, and with up to two per stage.
 Both use the same registered models. Printed: images/s of each, b/a, and 2-actor/1-actor.
 Times include everything each path does end to end (for (b): listing, loading the
 models, starting the actors, writing masks and Parquet). (b) also gives its steady
@@ -168,8 +168,8 @@ def main() -> None:
 
 #: (label, concurrency, fcn_concurrency) of each Ray Data run.
 RAY_RUNS = (
-    ("1 actor per stage", 1, 1),
-    ("default sizes (FCN up to 2, others 1)", 1, None),
+    ("1 actor per stage", 1, None),  # the job's defaults
+    ("FCN up to 2, others 1", 1, 2),
     ("2 actors per stage", 2, 2),
 )
 

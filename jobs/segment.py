@@ -32,7 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--concurrency", type=int, default=1, help="max actors: classifier, gray net, writer"
     )
     parser.add_argument(
-        "--fcn-concurrency", type=int, help="max actors of the FCN (default: 2×concurrency)"
+        "--fcn-concurrency", type=int, help="max actors of the FCN (default: --concurrency)"
     )
     parser.add_argument("--cpus-per-actor", type=float, default=0.25)
     parser.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per network actor")

@@ -11,11 +11,13 @@ from tumorseg.config import ImageLimits
 class SegmentJobConfig:
     """Where to read and write, which models, and how Ray runs each stage.
 
-    ``concurrency`` is the largest pool of the classifier, gray-net and writer
-    stages, ``fcn_concurrency`` (default: twice ``concurrency``) that of the
-    multi-scale FCN, which does most of the work: on the cpu preset an image costs
-    it about 7× what it costs the gray net. Each pool starts with one actor and
-    Ray Data grows it under load. (Pools started at full size ran faster on one
+    ``concurrency`` is the largest pool of each stage; ``fcn_concurrency`` (default:
+    ``concurrency``) overrides it for the multi-scale FCN, where an image costs about
+    7× what it costs the gray net: worth raising where the classifier sends many
+    images that way and cores are free. (On 2 CPUs, with the tuned route threshold
+    sending 13 % of BUSI there, an FCN pool of up to 2 ran slower end to end than
+    1: 18.0 vs 22.1 images/s, ``benchmarks/bench_segment.py``.) Each pool starts
+    with one actor and Ray Data grows it under load. (Pools started at full size ran faster on one
     node but left actors unplaced on a two-node test cluster, so the job never
     used the second node: tests/cluster/test_multinode.py.)
     ``cpus_per_actor`` is fractional on small machines so that the three pools and
@@ -56,4 +58,4 @@ class SegmentJobConfig:
 
     @property
     def fcn_actors(self) -> int:
-        return self.fcn_concurrency or 2 * self.concurrency
+        return self.fcn_concurrency or self.concurrency
