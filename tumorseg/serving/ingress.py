@@ -181,26 +181,30 @@ class Ingress:
         binarized = None
         if forced_route != "heterogeneous":
             binarized = stages.binarizer.binarize.remote(gray)
-        if forced_route is None:
-            route, confidence, classifier_version = await stages.classifier.classify.remote(gray)
-            timings["classify"] = time.perf_counter() - started
-            deployments.append("Classifier")
-        else:
-            route, confidence, classifier_version = forced_route, 1.0, None
-        if route == "homogeneous":
-            binary = await binarized
-            timings["binarize"] = time.perf_counter() - started
-            started = time.perf_counter()
-            result = await stages.graynet.segment.remote((gray, binary, confidence))
-            timings["graynet"] = time.perf_counter() - started
-            deployments += ["Binarizer", "GrayNet"]
-        else:
+        try:
+            if forced_route is None:
+                route, confidence, classifier_version = await stages.classifier.classify.remote(
+                    gray
+                )
+                timings["classify"] = time.perf_counter() - started
+                deployments.append("Classifier")
+            else:
+                route, confidence, classifier_version = forced_route, 1.0, None
+            if route == "homogeneous":
+                binary = await binarized
+                timings["binarize"] = time.perf_counter() - started
+                started = time.perf_counter()
+                result = await stages.graynet.segment.remote((gray, binary, confidence))
+                timings["graynet"] = time.perf_counter() - started
+                deployments += ["Binarizer", "GrayNet"]
+            else:
+                started = time.perf_counter()
+                result = await stages.fcn.segment.remote((gray, confidence))
+                timings["fcn"] = time.perf_counter() - started
+                deployments.append("MultiScaleFCN")
+        finally:
             if binarized is not None:
-                binarized.cancel()  # no-op when it already finished
-            started = time.perf_counter()
-            result = await stages.fcn.segment.remote((gray, confidence))
-            timings["fcn"] = time.perf_counter() - started
-            deployments.append("MultiScaleFCN")
+                binarized.cancel()  # unneeded (FCN route, failure); a no-op once finished
         if classifier_version is not None:
             result.model_versions["classifier"] = classifier_version
         else:
