@@ -28,9 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--tracking-uri", help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db"
     )
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument(
-        "--concurrency", type=int, default=1, help="max actors: classifier, gray net, writer"
-    )
+    parser.add_argument("--concurrency", type=int, default=1, help="max actors per stage")
     parser.add_argument(
         "--fcn-concurrency", type=int, help="max actors of the FCN (default: --concurrency)"
     )

@@ -17,9 +17,9 @@ class SegmentJobConfig:
     images that way and cores are free. (On 2 CPUs, with the tuned route threshold
     sending 13 % of BUSI there, an FCN pool of up to 2 ran slower end to end than
     1: 18.0 vs 22.1 images/s, ``benchmarks/bench_segment.py``.) Each pool starts
-    with one actor and Ray Data grows it under load. (Pools started at full size ran faster on one
-    node but left actors unplaced on a two-node test cluster, so the job never
-    used the second node: tests/cluster/test_multinode.py.)
+    with one actor and Ray Data grows it under load. (Pools started at full size
+    ran faster on one node but left actors unplaced on a two-node test cluster, so
+    the job never used the second node: tests/cluster/test_multinode.py.)
     ``cpus_per_actor`` is fractional on small machines so that the three pools and
     the read/write tasks fit together (measured on 2 CPUs with Ray 2.60: three actor
     pools of 0.5 CPU each never start, Ray Data's per-operator reservations leave
