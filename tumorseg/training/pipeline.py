@@ -23,7 +23,7 @@ import ray
 from torch import nn
 
 from tumorseg.data import ImageRecord
-from tumorseg.evaluation import evaluate_corpus, write_report
+from tumorseg.evaluation import evaluate_corpus, records_in_split, write_report
 from tumorseg.inference import ModelSet, Segmenter
 from tumorseg.inference.models import example_inputs
 from tumorseg.networks import FUSED_ROLES, build_network
@@ -71,9 +71,10 @@ def run_training(
         models = {role: _restore(role, fits[role], config) for role in roles}
         for role in roles:
             _log_child(parent.info.run_id, fits[role], config)
+        val_records = records_in_split(records, "val", corpus.splits)
         if config.tune_route_threshold:
-            config = _tune_route_threshold(models, config, _in_split(records, corpus, "val"))
-        summary = _validate(models, config, records, corpus)
+            config = _tune_route_threshold(models, config, val_records)
+        summary = _validate(models, config, val_records)
         fused_dice = _figure(summary.get("fused"), "dice")  # NaN: no tumor image in val
         baseline_dice = _figure(summary.get("baseline"), "dice")
         if np.isnan(fused_dice):
@@ -158,8 +159,7 @@ def _restore(role: str, result: FitResult, config: TrainConfig) -> nn.Module:
 def _validate(
     models: dict[str, nn.Module],
     config: TrainConfig,
-    records: list[ImageRecord],
-    corpus: PreparedCorpus,
+    val_records: list[ImageRecord],
 ) -> dict[str, Any]:
     """The fused pipeline (and the baseline) on the validation images, at native size.
 
@@ -168,7 +168,7 @@ def _validate(
     """
     segmenter = _segmenter(models, config)
     baseline = models.get("baseline")
-    result = evaluate_corpus(_in_split(records, corpus, "val"), segmenter, baseline)
+    result = evaluate_corpus(val_records, segmenter, baseline)
     with tempfile.TemporaryDirectory() as directory:
         write_report(
             result,
@@ -207,11 +207,6 @@ def _tune_route_threshold(
 def _segmenter(models: dict[str, nn.Module], config: TrainConfig) -> Segmenter:
     fused = ModelSet(**{role: models[role] for role in FUSED_ROLES})
     return Segmenter(fused, config.segmenter, device="cpu")
-
-
-def _in_split(records: list[ImageRecord], corpus: PreparedCorpus, split: str) -> list[ImageRecord]:
-    ids = {i for i, s in corpus.splits.items() if s == split}
-    return [r for r in records if r.image_id in ids]
 
 
 def _log_corpus(corpus: PreparedCorpus, config: TrainConfig) -> dict[str, int]:
