@@ -6,7 +6,9 @@ Starts a local Ray and the Serve app (models by alias from MLflow), then:
 1. times an in-process ``Segmenter.segment`` call (decode included) on the images;
 2. sends ``--requests`` POST /v1/segment requests at each concurrency (default 1, 4,
    16) from an async client, and prints p50/p95/p99 latency, requests/s and errors;
-3. prints serve p50 at concurrency 1 divided by the in-process p50;
+3. prints serve p50 at concurrency 1 divided by the in-process p50, and the p50 of
+   Serve's own floor: an app of the same shape (HTTP, ingress, two hops at once, one
+   after) whose deployments do no work, so the framework's share is plain;
 4. samples the running replicas of every network deployment before, during and
    after the load (waiting for the downscale) to show autoscaling at work.
 """
@@ -24,6 +26,7 @@ import aiohttp
 import numpy as np
 import ray
 from ray import serve
+from ray.serve.handle import DeploymentHandle
 
 from tumorseg.bulk.listing import list_inputs
 from tumorseg.inference import Segmenter
@@ -108,6 +111,27 @@ async def load(url: str, bodies: list[bytes], requests: int, concurrency: int):
     return latencies, errors, time.perf_counter() - start
 
 
+@serve.deployment(ray_actor_options={"num_cpus": 0.1})
+class Echo:
+    async def __call__(self, image: np.ndarray) -> np.ndarray:
+        return image
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.1})
+class EchoIngress:
+    """The app's critical path without its work: read the body, call two deployments
+    at once (classifier, binarizer), then one (gray net), by value, answer JSON."""
+
+    def __init__(self, *stages: DeploymentHandle) -> None:
+        self.stages = [stage.options(_by_reference=False) for stage in stages]
+
+    async def __call__(self, request) -> dict[str, int]:  # a Starlette request
+        image = np.frombuffer(await request.body(), np.uint8)
+        first, second, third = self.stages
+        await asyncio.gather(first.remote(image), second.remote(image))
+        return {"bytes": int((await third.remote(image)).size)}
+
+
 def in_process_latencies(bodies: list[bytes], args: argparse.Namespace) -> list[float]:
     models, config = load_model_set(args.tracking_uri, alias=args.model_alias, device=None)
     segmenter = Segmenter(models, config)
@@ -145,8 +169,17 @@ def main() -> None:
         name="tumorseg",
         route_prefix="/",
     )
+    serve.run(
+        EchoIngress.bind(*(Echo.options(name=f"Echo{i}").bind() for i in range(3))),
+        name="floor",
+        route_prefix="/floor",
+    )
     url = f"http://127.0.0.1:{port}"
     asyncio.run(load(url, bodies[:4], 8, 1))  # warm-up
+    asyncio.run(load(f"{url}/floor", bodies[:4], 8, 1))
+    floor, _, _ = asyncio.run(load(f"{url}/floor", bodies, args.requests, 1))
+    serve.delete("floor")
+    print(f"Serve floor (same hops, no work), concurrency 1: {percentiles(floor)}")
     print(f"replicas before load: {replicas()}")
     p50_serve = None
     for concurrency in args.concurrency:
@@ -161,6 +194,7 @@ def main() -> None:
             p50_serve = float(np.median(latencies))
     if p50_serve is not None:
         print(f"serve p50 / in-process p50 at concurrency 1: {p50_serve / np.median(local):.2f}")
+    print(f"floor p50 / in-process p50: {np.median(floor) / np.median(local):.2f}")
     deadline = time.monotonic() + args.settle_s
     while time.monotonic() < deadline and any(n > 1 for n in replicas().values()):
         time.sleep(1)
