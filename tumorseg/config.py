@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 ROUTES: tuple[str, str] = ("homogeneous", "heterogeneous")
 Route = Literal["homogeneous", "heterogeneous"]
+#: The classifier's outputs, in logit order: tumor-free, then one class per route.
+CLASSES: tuple[str, str, str] = ("normal", *ROUTES)
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,28 @@ class MultiScaleConfig:
 
 @dataclass(frozen=True)
 class SegmenterConfig:
-    """Everything the fused pipeline needs besides the model weights."""
+    """Everything the fused pipeline needs besides the model weights.
+
+    Every image goes through the classifier and the gray net (the first stage). Then:
+
+    * **Presence** (``presence_source``): ``"classifier"`` takes its p(tumor),
+      ``"map"`` the gray net map's peak probability, ``"both"`` their geometric
+      mean, ``"none"`` says every image has a tumor (the patent's behaviour). Below
+      ``presence_threshold`` the mask is empty and no branch runs.
+    * **Route** (``route_source``): p(heterogeneous) from the classifier, or from the
+      heterogeneity score measured on the gray net's mask (the patent's own criterion
+      on a predicted lesion: ``sigmoid((score - triage.threshold) / route_score_scale)``).
+      Above ``route_threshold`` the image takes the FCN route.
+    * **Fusion** on the FCN route: ``"hard"`` keeps the FCN's map (patent-faithful),
+      ``"soft"`` averages the FCN's and the gray net's maps weighted by
+      p(heterogeneous). The homogeneous route keeps the gray net's map.
+    * ``fcn_guide``: the FCN's first pass is guided by the gray net's map
+      (``"graynet"``) or by the FCN's own coarse whole-canvas view (``"own"``,
+      :attr:`MultiScaleConfig.coarse_seed`).
+
+    The training job chooses these on the validation split from saved predictions
+    (:mod:`tumorseg.evaluation.policy`); the defaults are what it chose on BUSI.
+    """
 
     triage: TriageConfig = field(default_factory=TriageConfig)
     binarizer: BinarizerConfig = field(default_factory=BinarizerConfig)
@@ -104,14 +127,17 @@ class SegmenterConfig:
     multiscale: MultiScaleConfig = field(default_factory=MultiScaleConfig)
     limits: ImageLimits = field(default_factory=ImageLimits)
     mask_threshold: float = 0.5
-    # Routes whose mask keeps only its largest connected region (one lesion per
-    # image). On the BUSI validation split this lifts the multi-scale FCN, whose
-    # tiles scatter small false islands, and does nothing for the gray net (README).
+    # Routes whose mask keeps only its largest connected region (one lesion per image).
     largest_component_routes: tuple[str, ...] = ("heterogeneous",)
-    # The classifier's p(heterogeneous) above which an image takes the FCN route.
-    # Sending a homogeneous image to the FCN costs more Dice than the reverse, so
-    # the training job may choose it on the validation split (README, "Routing").
+    route_source: Literal["classifier", "score"] = "score"
+    route_score_scale: float = 0.1
     route_threshold: float = 0.5
+    fusion: Literal["hard", "soft"] = "soft"
+    fcn_guide: Literal["graynet", "own"] = "graynet"
+    presence_source: Literal["none", "classifier", "map", "both"] = "both"
+    presence_threshold: float = 0.5
+    # Average the full-image networks' maps with those of the left-right flipped image.
+    flip_tta: bool = False
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.largest_component_routes) - set(ROUTES))
@@ -119,6 +145,16 @@ class SegmenterConfig:
             raise ValueError(f"largest_component_routes: unknown routes {unknown}")
         if not 0.0 < self.route_threshold < 1.0:
             raise ValueError(f"route_threshold must lie in (0, 1), got {self.route_threshold}")
+        if not 0.0 <= self.presence_threshold <= 1.0:
+            raise ValueError(
+                f"presence_threshold must lie in [0, 1], got {self.presence_threshold}"
+            )
+        if self.route_score_scale <= 0:
+            raise ValueError(f"route_score_scale must be positive, got {self.route_score_scale}")
+        _check_choice("route_source", self.route_source, ("classifier", "score"))
+        _check_choice("fusion", self.fusion, ("hard", "soft"))
+        _check_choice("fcn_guide", self.fcn_guide, ("graynet", "own"))
+        _check_choice("presence_source", self.presence_source, PRESENCE_SOURCES)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,6 +162,15 @@ class SegmenterConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SegmenterConfig:
         return dataclass_from_dict(cls, data)
+
+
+#: Where the tumor-presence probability comes from (see :class:`SegmenterConfig`).
+PRESENCE_SOURCES: tuple[str, ...] = ("none", "classifier", "map", "both")
+
+
+def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
 
 
 def dataclass_from_dict(cls: type, data: dict[str, Any]) -> Any:

@@ -7,11 +7,11 @@ from tumorseg.config import NetworkConfig
 from tumorseg.networks import NETWORK_BUILDERS, build_network
 
 
-def test_classifier_gives_two_logits() -> None:
+def test_classifier_gives_one_logit_per_class() -> None:
     config = NetworkConfig()
     model = build_network("classifier", config).eval()
     out = model(torch.zeros(3, 1, config.classifier_size, config.classifier_size))
-    assert out.shape == (3, 2)
+    assert out.shape == (3, 3)  # normal, homogeneous, heterogeneous
 
 
 @pytest.mark.parametrize(("inputs", "channels"), [("binary", 1), ("binary+gray", 2)])

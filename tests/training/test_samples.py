@@ -16,7 +16,9 @@ def test_image_samples_have_each_network_input_shape() -> None:
     assert samples["graynet_input"].shape == (2, n.graynet_size, n.graynet_size)  # binary+gray
     assert samples["seg_mask"].shape == (1, n.graynet_size, n.graynet_size)
     assert samples["canvas"].shape == samples["canvas_mask"].shape == (256, 256)
-    assert samples["route_index"] == 0
+    assert samples["class_index"] == 1  # CLASSES: normal, homogeneous, heterogeneous
+    empty = image_samples(phantom.image, np.zeros_like(phantom.mask), "heterogeneous", config)
+    assert empty["class_index"] == 0
     assert set(np.unique(samples["seg_mask"])) == {0.0, 1.0}
 
 

@@ -8,8 +8,33 @@ import numpy as np
 import torch
 from torch import nn
 
-from tumorseg.config import ROUTES, NetworkConfig, Route
+from tumorseg.config import CLASSES, NetworkConfig, Route
 from tumorseg.inference.tensors import predict, softmax, stack_resized
+
+
+def class_probabilities(
+    model: nn.Module,
+    images: Sequence[np.ndarray],
+    config: NetworkConfig,
+    device: torch.device,
+    chunk: int = 64,
+) -> np.ndarray:
+    """``(N, 3)`` classifier probabilities over :data:`~tumorseg.config.CLASSES`."""
+    if not images:
+        return np.empty((0, len(CLASSES)), dtype=np.float32)
+    return softmax(predict(model, stack_resized(images, config.classifier_size), device, chunk))
+
+
+def tumor_probability(probabilities: np.ndarray) -> np.ndarray:
+    """p(tumor) per row of :func:`class_probabilities`."""
+    return 1.0 - probabilities[:, CLASSES.index("normal")]
+
+
+def heterogeneity_probability(probabilities: np.ndarray) -> np.ndarray:
+    """p(heterogeneous | tumor) per row of :func:`class_probabilities`."""
+    homogeneous = probabilities[:, CLASSES.index("homogeneous")]
+    heterogeneous = probabilities[:, CLASSES.index("heterogeneous")]
+    return heterogeneous / np.maximum(homogeneous + heterogeneous, 1e-12)
 
 
 def predict_routes(
@@ -22,18 +47,11 @@ def predict_routes(
 ) -> list[tuple[Route, float]]:
     """``(route, confidence)`` per image; confidence is the chosen route's probability.
 
-    An image is heterogeneous when the classifier's p(heterogeneous) exceeds
+    An image is heterogeneous when the classifier's p(heterogeneous | tumor) exceeds
     ``threshold``.
     """
-    if not images:
-        return []
-    probabilities = softmax(
-        predict(model, stack_resized(images, config.classifier_size), device, chunk)
-    )
-    return [route_for(float(p[HETEROGENEOUS]), threshold) for p in probabilities]
-
-
-HETEROGENEOUS = ROUTES.index("heterogeneous")
+    p_het = heterogeneity_probability(class_probabilities(model, images, config, device, chunk))
+    return [route_for(float(p), threshold) for p in p_het]
 
 
 def route_for(p_heterogeneous: float, threshold: float) -> tuple[Route, float]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,10 +89,10 @@ def role_datasets(
 
 
 def _role_dataset(rows: ray.data.Dataset, ids: set[str], role: str, config: TrainConfig):
-    shard = _SHARDS[role]
+    in_shard = _SHARDS[role]
 
     def keep(row: dict[str, Any]) -> bool:
-        return row["image_id"] in ids and (shard is None or row["route"] == shard)
+        return row["image_id"] in ids and in_shard(row["route"], bool(row["has_tumor"]))
 
     selected = rows.filter(keep, num_cpus=TASK_CPUS)
     if role == "fcn":
@@ -102,18 +103,34 @@ def _role_dataset(rows: ray.data.Dataset, ids: set[str], role: str, config: Trai
             .materialize()
         )
     spec_columns = {
-        "classifier": ["classifier_input", "route_index"],
+        "classifier": ["classifier_input", "class_index"],
         "graynet": ["graynet_input", "seg_mask"],
         "baseline": ["baseline_input", "seg_mask"],
     }[role]
     return selected.select_columns(spec_columns).materialize()
 
 
-_SHARDS: dict[str, str | None] = {
-    "classifier": None,
-    "graynet": "homogeneous",
-    "fcn": "heterogeneous",
-    "baseline": None,
+def _everything(route: str, has_tumor: bool) -> bool:
+    return True
+
+
+def _graynet_shard(route: str, has_tumor: bool) -> bool:
+    """Homogeneous lesions, and every tumor-free image: the gray net sees every image at
+    inference (it is the first stage), so it must learn to find nothing."""
+    return route == "homogeneous" or not has_tumor
+
+
+def _fcn_shard(route: str, has_tumor: bool) -> bool:
+    """Heterogeneous lesions only: the FCN refines images that have a tumor."""
+    return route == "heterogeneous" and has_tumor
+
+
+#: Role → which prepared rows (by triage route and tumor presence) it trains on.
+_SHARDS: dict[str, Callable[[str, bool], bool]] = {
+    "classifier": _everything,
+    "graynet": _graynet_shard,
+    "fcn": _fcn_shard,
+    "baseline": _everything,
 }
 
 

@@ -120,16 +120,13 @@ def _validate(model, shard, spec: RoleSpec, loss_fn, batch_size: int, device) ->
         outputs = model(inputs)
         losses.append(loss_fn(outputs, targets).item())
         if spec.task == "classification":
-            scores.append(torch.softmax(outputs.float(), dim=1)[:, 1].cpu())
+            scores.append(torch.softmax(outputs.float(), dim=1).cpu())
             labels.append(targets.cpu())
         else:
             dice(y_pred=(torch.sigmoid(outputs) >= 0.5).float(), y=targets)
     result = {"val_loss": _mean_across_workers(losses)}
     if spec.task == "classification":
-        probs, truth = _gather(torch.cat(scores)), _gather(torch.cat(labels))
-        result["val_accuracy"] = float(((probs >= 0.5).long() == truth).float().mean())
-        both = truth.unique().numel() == 2
-        result["val_auc"] = float(compute_roc_auc(probs, truth)) if both else 0.5
+        result.update(_classifier_scores(_gather(torch.cat(scores)), _gather(torch.cat(labels))))
     else:
         values = dice.get_buffer() if dice.get_buffer() is not None else torch.empty(0)
         values = values.flatten().cpu()
@@ -138,6 +135,29 @@ def _validate(model, shard, spec: RoleSpec, loss_fn, batch_size: int, device) ->
         )
         result["val_dice"] = total[0] / total[1] if total[1] else 0.0
     return result
+
+
+def _classifier_scores(probs: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
+    """Accuracy over the three classes, the AUC of tumor presence (normal vs tumor) and
+    of the route among tumor images; ``val_auc``, the checkpoint score, is their mean."""
+    p_tumor = 1.0 - probs[:, 0]
+    tumor = truth > 0
+    p_het = probs[tumor, 2] / (probs[tumor, 1] + probs[tumor, 2]).clamp_min(1e-12)
+    presence_auc = _auc(p_tumor, tumor.long())
+    route_auc = _auc(p_het, (truth[tumor] == 2).long())
+    return {
+        "val_accuracy": float((probs.argmax(dim=1) == truth).float().mean()),
+        "val_presence_auc": presence_auc,
+        "val_route_auc": route_auc,
+        "val_auc": (presence_auc + route_auc) / 2,
+    }
+
+
+def _auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    """ROC AUC; 0.5 (chance) when only one class is present."""
+    if labels.unique().numel() < 2:
+        return 0.5
+    return float(compute_roc_auc(scores, labels))
 
 
 def _report(metrics, model, optimizer, scheduler, state) -> None:

@@ -26,7 +26,7 @@ class RoleSpec:
 
 
 ROLE_SPECS: dict[str, RoleSpec] = {
-    "classifier": RoleSpec("classifier_input", "route_index", "classification", "val_auc"),
+    "classifier": RoleSpec("classifier_input", "class_index", "classification", "val_auc"),
     "graynet": RoleSpec("graynet_input", "seg_mask", "segmentation", "val_dice"),
     "fcn": RoleSpec("inputs", "targets", "segmentation", "val_dice"),
     "baseline": RoleSpec("baseline_input", "seg_mask", "segmentation", "val_dice"),

@@ -15,7 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from tumorseg.config import ROUTES, SegmenterConfig
+from tumorseg.config import CLASSES, SegmenterConfig
 from tumorseg.inference.gray_branch import graynet_inputs
 from tumorseg.inference.multiscale import tile_inputs, to_canvas, whole_canvas
 from tumorseg.inference.tensors import resize, stack_resized
@@ -30,13 +30,18 @@ def image_samples(gray: np.ndarray, mask: np.ndarray, route: str, config: Segmen
     canvas_size = config.multiscale.canvas_size
     return {
         "classifier_input": stack_resized([gray], networks.classifier_size)[0],
-        "route_index": ROUTES.index(route),
+        "class_index": class_index(route, bool(mask.any())),
         "graynet_input": graynet_inputs([gray], networks, config.binarizer)[0],
         "baseline_input": stack_resized([gray], size)[0],
         "seg_mask": resize_mask(mask, size)[None],
         "canvas": to_canvas(gray, canvas_size),
         "canvas_mask": resize_mask(mask, canvas_size),
     }
+
+
+def class_index(route: str, has_tumor: bool) -> int:
+    """The classifier's target: ``normal`` for a tumor-free image, else its route."""
+    return CLASSES.index(route if has_tumor else "normal")
 
 
 def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
