@@ -134,6 +134,8 @@ def test_every_input_gets_exactly_one_row_and_good_ones_a_mask_of_their_size(
         assert row["area_px"] == int((mask > 0).sum())
         assert row["route"] in ("homogeneous", "heterogeneous")
         assert 0.5 <= row["route_confidence"] <= 1.0
+        assert 0.0 <= row["tumor_probability"] <= 1.0
+        assert row["tumor_present"] or row["area_px"] == 0  # no tumor: an empty mask
         assert row["classifier_model"] == "tumorseg-classifier" and row["classifier_version"] == "1"
         assert (output / row["overlay_path"]).is_file()
         assert row["mask_path"] == f"masks/{row['source_path']}.png"

@@ -5,6 +5,7 @@ import pytest
 
 from tumorseg.config import SegmenterConfig
 from tumorseg.inference import Segmenter
+from tumorseg.inference.fusion import Decision
 from tumorseg.inference.postprocess import largest_component
 
 
@@ -29,9 +30,12 @@ def test_finish_applies_it_to_the_configured_routes_only(route) -> None:
     config = SegmenterConfig(largest_component_routes=("heterogeneous",))
     segmenter = Segmenter.untrained(config=config)
     gray = np.full((40, 40), 128, np.uint8)
-    result = segmenter.finish(gray, islands().astype(np.float32), route, 0.9)
+    decision = Decision(True, 0.9, route, 0.9, 0.9 if route == "heterogeneous" else 0.1)
+    result = segmenter.finish(gray, islands().astype(np.float32), decision)
     expected = 225 if route == "heterogeneous" else islands().sum()
     assert result.mask.sum() == expected
+    absent = Decision(False, 0.2, route, 0.9, 0.5)
+    assert not segmenter.finish(gray, islands().astype(np.float32), absent).mask.any()
 
 
 def test_unknown_routes_are_refused() -> None:

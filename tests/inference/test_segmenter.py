@@ -1,7 +1,7 @@
 """The fused pipeline on real BUSI images, with freshly initialised models.
 
 Untrained weights say nothing about accuracy; these tests check the contract:
-shapes, routing, batching and the fields of the result.
+shapes, presence, routing, fusion, batching and the fields of the result.
 """
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ def assert_valid(result: SegmentationResult, image: np.ndarray) -> None:
     assert 0.0 <= result.route_confidence <= 1.0
     assert np.isfinite(result.heterogeneity_score)
     assert set(result.model_versions) == {"classifier", "graynet", "fcn"}
-    assert result.route in result.timings
+    assert {"classify", "graynet", "score"} <= set(result.timings)
+    assert ("fcn" in result.timings) == bool(result.pass_tiles)
+    assert isinstance(result.tumor_present, bool) and 0.0 <= result.tumor_probability <= 1.0
 
 
 @pytest.mark.parametrize("route", ["homogeneous", "heterogeneous"])
@@ -56,6 +58,7 @@ def test_masks_match_every_input_shape_on_both_routes(segmenter, busi_images, ro
     for result, image in zip(results, busi_images, strict=True):
         assert_valid(result, image)
         assert result.route == route and result.route_confidence == 1.0
+        assert result.tumor_present  # a forced route says a lesion of that kind is there
         expected = (50, 80, 100) if route == "heterogeneous" else ()
         assert result.pass_tiles == expected
 
@@ -63,27 +66,75 @@ def test_masks_match_every_input_shape_on_both_routes(segmenter, busi_images, ro
 def test_route_threshold_moves_images_between_routes(busi_images) -> None:
     """The route follows p(heterogeneous) against the threshold; the confidence stays the
     chosen route's probability, so the two thresholds see the same probabilities."""
-    grays = [image if image.ndim == 2 else image[..., 0] for image in busi_images[:8]]
     decided = {
         threshold: Segmenter.untrained(
-            seed=0, config=SegmenterConfig(route_threshold=threshold)
-        ).classify(grays)
-        for threshold in (0.001, 0.5, 0.999)
+            seed=0,
+            config=SegmenterConfig(route_threshold=threshold, presence_source="none"),
+        ).segment_batch(busi_images[:6])
+        for threshold in (0.001, 0.999)
     }
-    assert {route for route, _ in decided[0.001]} == {"heterogeneous"}
-    assert {route for route, _ in decided[0.999]} == {"homogeneous"}
-    for (_, p_het), (_, p_homo) in zip(decided[0.001], decided[0.999], strict=True):
-        assert p_het + p_homo == pytest.approx(1.0, abs=1e-5)
+    assert {r.route for r in decided[0.001]} == {"heterogeneous"}
+    assert {r.route for r in decided[0.999]} == {"homogeneous"}
+    for het, homo in zip(decided[0.001], decided[0.999], strict=True):
+        assert het.route_confidence + homo.route_confidence == pytest.approx(1.0, abs=1e-5)
+        assert het.pass_tiles and not homo.pass_tiles
     with pytest.raises(ValueError, match="route_threshold"):
         SegmenterConfig(route_threshold=1.0)
 
 
-def test_classifier_routes_and_reports_confidence(segmenter, busi_images) -> None:
+def test_routes_and_reports_confidence(segmenter, busi_images) -> None:
     results = segmenter.segment_batch(busi_images)
     for result, image in zip(results, busi_images, strict=True):
         assert_valid(result, image)
-        assert 0.5 <= result.route_confidence <= 1.0  # two classes: the winner has ≥ half
-        assert "classify" in result.timings
+        assert 0.5 <= result.route_confidence <= 1.0  # threshold 0.5: the winner has ≥ half
+
+
+@pytest.mark.parametrize("source", ["classifier", "map", "both"])
+def test_presence_decision_empties_the_mask_below_its_threshold(busi_images, source) -> None:
+    images = busi_images[:4]
+    kept = Segmenter.untrained(
+        config=SegmenterConfig(presence_source=source, presence_threshold=0.0)
+    ).segment_batch(images)
+    dropped = Segmenter.untrained(
+        config=SegmenterConfig(presence_source=source, presence_threshold=1.0)
+    ).segment_batch(images)
+    for image, present, absent in zip(images, kept, dropped, strict=True):
+        assert_valid(absent, image)
+        assert present.tumor_present and not absent.tumor_present
+        assert present.tumor_probability == pytest.approx(absent.tumor_probability)
+        assert present.tumor_probability < 1.0
+        assert not absent.mask.any() and absent.area_px == 0
+        assert "fcn" not in absent.timings  # no branch runs on a tumor-free image
+    never = Segmenter.untrained(
+        config=SegmenterConfig(presence_source="none", presence_threshold=1.0)
+    ).segment(images[0])
+    assert never.tumor_present and never.tumor_probability == 1.0
+
+
+@pytest.mark.parametrize("fusion", ["hard", "soft"])
+@pytest.mark.parametrize("guide", ["graynet", "own"])
+def test_fusion_modes_combine_the_branch_maps(busi_images, fusion, guide) -> None:
+    """Hard routing keeps the FCN's map on its route; soft fusion weighs the FCN's and
+    the gray net's maps by p(heterogeneous), recomputed here from the stages."""
+    config = SegmenterConfig(
+        route_source="classifier",
+        route_threshold=0.001,
+        fusion=fusion,
+        fcn_guide=guide,
+        presence_source="none",
+        largest_component_routes=(),
+    )
+    segmenter = Segmenter.untrained(config=config)
+    grays = [image if image.ndim == 2 else image[..., 0] for image in busi_images[:3]]
+    results = segmenter.segment_batch(grays)
+    classes = segmenter.class_probabilities(grays)
+    graynet = segmenter.graynet_probabilities(grays)
+    fcn = segmenter.fcn_probabilities(grays, graynet)
+    for i, result in enumerate(results):
+        p_het = classes[i, 2] / (classes[i, 1] + classes[i, 2])
+        assert result.route == "heterogeneous" and result.route_confidence == pytest.approx(p_het)
+        expected = fcn[i] if fusion == "hard" else p_het * fcn[i] + (1 - p_het) * graynet[i]
+        assert np.mean((expected >= 0.5) != result.mask) < 1e-3
 
 
 def test_batch_equals_single_calls(segmenter, busi_images) -> None:
@@ -134,7 +185,7 @@ def test_summary_is_json_friendly(segmenter) -> None:
     ("images", "routes", "match"),
     [
         ([np.zeros((5,), np.uint8)], None, "shape"),
-        ([np.zeros((8, 8), np.uint8)], ["sideways"], "unknown routes"),
+        ([np.zeros((8, 8), np.uint8)], ["sideways"], "unknown route"),
         ([np.zeros((8, 8), np.uint8)], ["homogeneous", "homogeneous"], "routes for"),
     ],
 )
@@ -150,3 +201,8 @@ def test_config_validation() -> None:
         MultiScaleConfig(pass_tiles=(5, 50))
     config = SegmenterConfig()
     assert SegmenterConfig.from_dict(config.to_dict()) == config
+    for bad in ({"fusion": "average"}, {"presence_source": "oracle"}, {"route_source": "x"}):
+        with pytest.raises(ValueError, match="must be one of"):
+            SegmenterConfig(**bad)
+    with pytest.raises(ValueError, match="presence_threshold"):
+        SegmenterConfig(presence_threshold=1.5)

@@ -50,7 +50,10 @@ def mask_of(payload: dict) -> np.ndarray:
 
 @pytest.mark.parametrize(
     ("route", "deployments"),
-    [("homogeneous", ["Binarizer", "GrayNet"]), ("heterogeneous", ["MultiScaleFCN"])],
+    [
+        ("homogeneous", ["Classifier", "Binarizer", "GrayNet"]),
+        ("heterogeneous", ["Classifier", "Binarizer", "GrayNet", "MultiScaleFCN"]),
+    ],
 )
 def test_each_route_runs_its_deployments(service, busi_png, route, deployments) -> None:
     data, shape = busi_png
@@ -58,12 +61,13 @@ def test_each_route_runs_its_deployments(service, busi_png, route, deployments) 
     assert answer.status_code == 200, answer.text
     payload = answer.json()
     assert payload["route"] == route and payload["deployments"] == deployments
+    assert payload["tumor_present"] is True  # a forced route says a lesion is there
     assert mask_of(payload).shape == shape == (payload["height"], payload["width"])
     assert payload["model_versions"][
         {"homogeneous": "graynet", "heterogeneous": "fcn"}[route]
     ].endswith("/1")
     stage = {"homogeneous": "graynet", "heterogeneous": "fcn"}[route]
-    assert {"decode", stage, "encode", "total"} <= set(payload["timings_ms"])
+    assert {"decode", "classify", "graynet", stage, "encode", "total"} <= set(payload["timings_ms"])
 
 
 @pytest.mark.parametrize("route", ["homogeneous", "heterogeneous"])
@@ -86,6 +90,8 @@ def test_the_classifier_routes_when_no_route_is_forced(service, busi_png) -> Non
     assert payload["deployments"][0] == "Classifier"
     assert payload["route"] in ("homogeneous", "heterogeneous")
     assert 0.5 <= payload["route_confidence"] <= 1.0
+    assert isinstance(payload["tumor_present"], bool)
+    assert 0.0 <= payload["tumor_probability"] <= 1.0
     assert payload["model_versions"]["classifier"] == "tumorseg-classifier/1"
     assert {"classify", "decode"} <= set(payload["timings_ms"])
 

@@ -52,6 +52,8 @@ RESULT_SCHEMA = pa.schema(
         ("width", pa.int32()),
         ("route", pa.string()),
         ("route_confidence", pa.float32()),
+        ("tumor_present", pa.bool_()),
+        ("tumor_probability", pa.float32()),
         ("heterogeneity_score", pa.float32()),
         ("area_px", pa.int64()),
         ("bbox_y0", pa.int32()),

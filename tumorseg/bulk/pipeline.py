@@ -2,12 +2,13 @@
 
 The plan is one streaming chain::
 
-    listing → decode → classify (actors) → FCN (actors) → gray net (actors) → write (actors)
+    listing → decode → first stage (actors) → FCN (actors) → write (actors)
 
-Decoding is fused into the classifier's actors. Each network stage is its own actor
-pool, so each can be sized and scaled to the traffic its route gets. Rows of the
-other route pass through a branch stage untouched; that costs a copy of their pixels
-and keeps the chain linear (Ray Data has no fan-out without recomputation). The
+Decoding is fused into the first stage's actors (classifier and gray net on every
+image, presence and route decided there). Each network stage is its own actor
+pool, so each can be sized to its traffic. Rows that need no FCN pass through its
+stage untouched; that costs a copy of their row and keeps the chain linear (Ray
+Data has no fan-out without recomputation). The
 driver holds only the listing (paths and stats), the model set it shares with the
 actors, and one small summary row per input, never the images.
 """
@@ -30,8 +31,8 @@ from tumorseg.bulk.config import SegmentJobConfig
 from tumorseg.bulk.ledger import done_keys
 from tumorseg.bulk.listing import InputFile, list_inputs, listing_table
 from tumorseg.bulk.stages import (
-    BranchStage,
-    ClassifyStage,
+    FCNStage,
+    FirstStage,
     SharedModels,
     WriteStage,
     decode_batch,
@@ -82,9 +83,7 @@ def build_dataset(
     """The streaming chain of stages over a listing dataset (see the module doc).
 
     Every stage is a pool of actors (sizes: see :class:`SegmentJobConfig`), so no
-    batch waits for a worker process to start and import torch. The multi-scale
-    FCN does most of the work, so it comes first of the two branches: it gets its
-    rows as soon as they are classified, and the light gray net catches up behind.
+    batch waits for a worker process to start and import torch.
     """
     network = {
         "batch_size": config.batch_size,
@@ -103,17 +102,11 @@ def build_dataset(
             batch_format="pandas",
             num_cpus=config.cpus_per_task,
         )
-        .map_batches(ClassifyStage, fn_constructor_kwargs=shipped, compute=pool, **network)
+        .map_batches(FirstStage, fn_constructor_kwargs=shipped, compute=pool, **network)
         .map_batches(
-            BranchStage,
-            fn_constructor_kwargs={**shipped, "route": "heterogeneous"},
+            FCNStage,
+            fn_constructor_kwargs=shipped,
             compute=_pool(config.fcn_actors),
-            **network,
-        )
-        .map_batches(
-            BranchStage,
-            fn_constructor_kwargs={**shipped, "route": "homogeneous"},
-            compute=pool,
             **network,
         )
         .map_batches(

@@ -1,4 +1,4 @@
-"""The Ray Data stages of bulk segmentation: decode → classify → FCN → gray net → write.
+"""The Ray Data stages of bulk segmentation: decode → first stage → FCN → write.
 
 Every row carries its own state: ``status`` is ``"ok"`` until a stage fails on that
 image, which then records ``stage``, ``error_type`` and ``message`` and lets the row
@@ -7,9 +7,9 @@ row. A failure is caught per image (a batch that raises is retried image by imag
 so one bad input never costs the others their results.
 
 The network stages are actor classes that hold a :class:`~tumorseg.inference.Segmenter`
-and call its stage methods (:meth:`~Segmenter.classify`,
-:meth:`~Segmenter.branch_probabilities`, :meth:`~Segmenter.finish`): the method is
-the library's, exactly as in ``Segmenter.segment_batch`` and the Serve app.
+and call its stage methods (class probabilities and gray net, ``decide``, the FCN,
+``fuse``, ``finish``): the method is the library's, exactly as in
+``Segmenter.segment_batch`` and the Serve app.
 Images travel between stages as raw ``uint8`` bytes plus their shape.
 """
 
@@ -42,7 +42,8 @@ from tumorseg.bulk.ledger import (
     write_atomic,
 )
 from tumorseg.bulk.listing import LISTING_SCHEMA
-from tumorseg.config import ImageLimits, Route, SegmenterConfig
+from tumorseg.config import ImageLimits, SegmenterConfig
+from tumorseg.inference.fusion import Decision
 from tumorseg.io.dicom import is_dicom_file
 
 if TYPE_CHECKING:  # the writer and decoder need no torch
@@ -62,6 +63,10 @@ STATE_DEFAULTS: dict[str, Any] = {
     "width": -1,
     "route": "",
     "route_confidence": math.nan,
+    "p_heterogeneous": math.nan,
+    "tumor_present": False,
+    "tumor_probability": math.nan,
+    "graynet_map": b"",
     "heterogeneity_score": math.nan,
     "area_px": -1,
     "bbox_y0": -1,
@@ -183,56 +188,89 @@ class SegmenterStage:
             row["elapsed_s"] += share
 
 
-class ClassifyStage(SegmenterStage):
-    """Classifier actor: decides each image's route."""
+class FirstStage(SegmenterStage):
+    """Classifier and binarizer + gray net on every image, then presence and route.
+
+    Images that need no FCN are finished here; the others keep the gray net's map
+    (the FCN's first guide and half of a soft fusion) for :class:`FCNStage`.
+    """
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         rows = _rows(batch)
-        self._apply(rows, "classify", lambda row: True, self._classify)
+        self._apply(rows, "graynet", lambda row: True, self._first_stage)
         return _frame(rows)
 
-    def _classify(self, rows: list[Row]) -> None:
-        decided = self.segmenter.classify([gray_of(row) for row in rows])
-        for row, (route, confidence) in zip(rows, decided, strict=True):
-            row.update(route=route, route_confidence=confidence)
+    def _first_stage(self, rows: list[Row]) -> None:
+        segmenter = self.segmenter
+        grays = [gray_of(row) for row in rows]
+        classes = segmenter.class_probabilities(grays)
+        maps = segmenter.graynet_probabilities(grays)
+        for row, gray, p, graynet_map in zip(rows, grays, classes, maps, strict=True):
+            decision = segmenter.decide(gray, p, graynet_map)
+            row.update(_decision_columns(decision))
+            if segmenter.needs_fcn(decision):
+                row["graynet_map"] = graynet_map.astype(np.float32).tobytes()
+            else:
+                self._finish(row, gray, segmenter.fuse(decision, graynet_map, None), decision)
+
+    def _finish(self, row: Row, gray: np.ndarray, probability: np.ndarray, decision) -> None:
+        result = self.segmenter.finish(gray, probability, decision)
+        y0, x0, y1, x1 = result.bbox or (-1, -1, -1, -1)
+        row.update(
+            heterogeneity_score=result.heterogeneity_score,
+            area_px=result.area_px,
+            bbox_y0=y0,
+            bbox_x0=x0,
+            bbox_y1=y1,
+            bbox_x1=x1,
+            mask_png=_png(result.mask.astype(np.uint8) * 255),
+            overlay_png=_overlay_png(gray, result.mask) if self.write_overlays else b"",
+            model_versions=_encode_versions(result.model_versions),
+            gray=b"",  # done with the pixels: keep the rows light for the writer
+            graynet_map=b"",
+        )
 
 
-class BranchStage(SegmenterStage):
-    """One route's actor (binarizer + gray net, or the multi-scale FCN); other rows pass by."""
-
-    def __init__(
-        self,
-        config: SegmentJobConfig,
-        models: SharedModels,
-        segmenter_config: SegmenterConfig,
-        route: Route,
-    ) -> None:
-        super().__init__(config, models, segmenter_config)
-        self.route = route
+class FCNStage(FirstStage):
+    """The multi-scale FCN on the images routed to it; other rows pass by."""
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         rows = _rows(batch)
-        self._apply(rows, self.route, lambda row: row["route"] == self.route, self._segment)
+        self._apply(rows, "fcn", lambda row: bool(row["graynet_map"]), self._segment)
         return _frame(rows)
 
     def _segment(self, rows: list[Row]) -> None:
+        segmenter = self.segmenter
         grays = [gray_of(row) for row in rows]
-        probabilities = self.segmenter.branch_probabilities(self.route, grays)
-        for row, gray, probability in zip(rows, grays, probabilities, strict=True):
-            result = self.segmenter.finish(gray, probability, self.route, row["route_confidence"])
-            y0, x0, y1, x1 = result.bbox or (-1, -1, -1, -1)
-            row.update(
-                heterogeneity_score=result.heterogeneity_score,
-                area_px=result.area_px,
-                bbox_y0=y0,
-                bbox_x0=x0,
-                bbox_y1=y1,
-                bbox_x1=x1,
-                mask_png=_png(result.mask.astype(np.uint8) * 255),
-                overlay_png=_overlay_png(gray, result.mask) if self.write_overlays else b"",
-                model_versions=_encode_versions(result.model_versions),
-                gray=b"",  # done with the pixels: keep the rows light for the writer
-            )
+        maps = [
+            np.frombuffer(row["graynet_map"], np.float32).reshape(gray.shape)
+            for row, gray in zip(rows, grays, strict=True)
+        ]
+        for row, gray, graynet_map, fcn_map in zip(
+            rows, grays, maps, segmenter.fcn_probabilities(grays, maps), strict=True
+        ):
+            decision = _decision_of(row)
+            self._finish(row, gray, segmenter.fuse(decision, graynet_map, fcn_map), decision)
+
+
+def _decision_columns(decision: Decision) -> Row:
+    return {
+        "tumor_present": decision.tumor_present,
+        "tumor_probability": decision.tumor_probability,
+        "route": decision.route,
+        "route_confidence": decision.route_confidence,
+        "p_heterogeneous": decision.p_heterogeneous,
+    }
+
+
+def _decision_of(row: Row) -> Decision:
+    return Decision(
+        tumor_present=bool(row["tumor_present"]),
+        tumor_probability=float(row["tumor_probability"]),
+        route=row["route"],
+        route_confidence=float(row["route_confidence"]),
+        p_heterogeneous=float(row["p_heterogeneous"]),
+    )
 
 
 def _encode_versions(versions: dict[str, str]) -> str:
@@ -367,6 +405,8 @@ def _result_record(row: Row, finished_at: datetime) -> Row:
         width=int(row["width"]),
         route=row["route"],
         route_confidence=float(row["route_confidence"]),
+        tumor_present=bool(row["tumor_present"]),
+        tumor_probability=float(row["tumor_probability"]),
         heterogeneity_score=float(row["heterogeneity_score"]),
         area_px=int(row["area_px"]),
         mask_path=row["mask_path"],

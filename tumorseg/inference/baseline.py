@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from tumorseg.config import NetworkConfig
-from tumorseg.inference.tensors import predict, resize, sigmoid, stack_resized
+from tumorseg.inference.tensors import predict_maps, resize, stack_resized
 
 
 def segment_full_image(
@@ -18,10 +18,11 @@ def segment_full_image(
     networks: NetworkConfig,
     device: torch.device,
     chunk: int = 16,
+    flip_tta: bool = False,
 ) -> list[np.ndarray]:
     """Tumor probability maps at each image's own size (2-D uint8 grayscale inputs)."""
     if not images:
         return []
-    logits = predict(model, stack_resized(images, networks.graynet_size), device, chunk)
-    probabilities = sigmoid(logits[:, 0])
+    inputs = stack_resized(images, networks.graynet_size)
+    probabilities = predict_maps(model, inputs, device, chunk, flip_tta)
     return [resize(p, *image.shape) for p, image in zip(probabilities, images, strict=True)]

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from tumorseg.config import BinarizerConfig, NetworkConfig
-from tumorseg.inference.tensors import predict, resize, sigmoid, stack_resized
+from tumorseg.inference.tensors import predict_maps, resize, stack_resized
 from tumorseg.preprocessing.binarize import binarize
 
 
@@ -48,11 +48,11 @@ def segment_homogeneous(
     device: torch.device,
     chunk: int = 16,
     binaries: Sequence[np.ndarray] | None = None,
+    flip_tta: bool = False,
 ) -> list[np.ndarray]:
     """Tumor probability maps at each image's own size."""
     if not images:
         return []
     inputs = graynet_inputs(images, networks, binarizer, binaries)
-    logits = predict(model, inputs, device, chunk)
-    probabilities = sigmoid(logits[:, 0])
+    probabilities = predict_maps(model, inputs, device, chunk, flip_tta)
     return [resize(p, *image.shape) for p, image in zip(probabilities, images, strict=True)]

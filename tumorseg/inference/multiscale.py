@@ -109,17 +109,19 @@ def segment_heterogeneous(
     multiscale: MultiScaleConfig,
     device: torch.device,
     chunk: int = 256,
+    guides: Sequence[np.ndarray] | None = None,
 ) -> list[np.ndarray]:
-    """Fused tumor probability maps at each image's own size."""
+    """Fused tumor probability maps at each image's own size.
+
+    ``guides`` (probability maps, any size) guide the first pass, e.g. a full-image
+    network's maps; without them the first pass takes the coarse seed when
+    ``multiscale.coarse_seed`` is on, else no guide.
+    """
     if not images:
         return []
     size = multiscale.canvas_size
     canvases = [to_canvas(image, size) for image in images]
-    guides: list[np.ndarray | None] = (
-        coarse_seeds(model, canvases, networks.fcn_tile_size, device, chunk)
-        if multiscale.coarse_seed
-        else [None] * len(images)
-    )
+    current = _first_guides(model, canvases, networks, multiscale, device, chunk, guides)
     history: list[list[np.ndarray]] = [[] for _ in images]
     for n_tiles in multiscale.pass_tiles:
         layouts = [
@@ -131,12 +133,12 @@ def segment_heterogeneous(
                 boundary_width=multiscale.guide_boundary_width,
                 guide_weight=multiscale.guide_weight,
             )
-            for guide in guides
+            for guide in current
         ]
         batch = np.concatenate(
             [
                 tile_inputs(canvas, guide, tiles, networks.fcn_tile_size)
-                for canvas, guide, tiles in zip(canvases, guides, layouts, strict=True)
+                for canvas, guide, tiles in zip(canvases, current, layouts, strict=True)
             ]
         )
         outputs = sigmoid(predict(model, batch, device, chunk))
@@ -144,8 +146,27 @@ def segment_heterogeneous(
         for i, tiles in enumerate(layouts):
             probability = paste_tiles(outputs[offsets[i] : offsets[i + 1]], tiles, size)
             history[i].append(probability)
-            guides[i] = probability
+            current[i] = probability
     return [
         resize(fuse_passes(passes, multiscale), *image.shape)
         for passes, image in zip(history, images, strict=True)
     ]
+
+
+def _first_guides(
+    model: nn.Module,
+    canvases: list[np.ndarray],
+    networks: NetworkConfig,
+    multiscale: MultiScaleConfig,
+    device: torch.device,
+    chunk: int,
+    guides: Sequence[np.ndarray] | None,
+) -> list[np.ndarray | None]:
+    size = multiscale.canvas_size
+    if guides is not None:
+        if len(guides) != len(canvases):
+            raise ValueError(f"got {len(guides)} guides for {len(canvases)} images")
+        return [resize(np.asarray(g, dtype=np.float32), size, size) for g in guides]
+    if multiscale.coarse_seed:
+        return list(coarse_seeds(model, canvases, networks.fcn_tile_size, device, chunk))
+    return [None] * len(canvases)

@@ -14,16 +14,19 @@ from tumorseg.config import Route
 class SegmentationResult:
     """Mask at the input's exact size plus everything needed to audit how it was made.
 
-    ``timings`` holds seconds per stage (``classify``, ``homogeneous`` or
-    ``heterogeneous``, ``score``); in a batch, a stage's time is shared evenly
-    among the images that went through it. ``pass_tiles`` lists the tile count of
-    each multi-scale pass (empty on the homogeneous route).
+    ``timings`` holds seconds per stage (``classify``, ``graynet``, ``fcn`` when it
+    ran, ``score``); in a batch, a stage's time is shared evenly among the images
+    that went through it. ``pass_tiles`` lists the tile count of each multi-scale
+    pass (empty when the FCN did not run). ``tumor_present`` is False (and the mask
+    empty) when ``tumor_probability`` is below the configured presence threshold.
     """
 
     mask: np.ndarray
     route: Route
     route_confidence: float
     heterogeneity_score: float
+    tumor_present: bool = True
+    tumor_probability: float = 1.0
     pass_tiles: tuple[int, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
     model_versions: dict[str, str] = field(default_factory=dict)
@@ -49,6 +52,8 @@ class SegmentationResult:
             "route": self.route,
             "route_confidence": self.route_confidence,
             "heterogeneity_score": self.heterogeneity_score,
+            "tumor_present": self.tumor_present,
+            "tumor_probability": self.tumor_probability,
             "area_px": self.area_px,
             "bbox": self.bbox,
             "pass_tiles": list(self.pass_tiles),

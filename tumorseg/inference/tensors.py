@@ -47,6 +47,19 @@ def predict(model: nn.Module, batch: np.ndarray, device: torch.device, chunk: in
     return np.concatenate(outputs)
 
 
+def predict_maps(
+    model: nn.Module, batch: np.ndarray, device: torch.device, chunk: int, flip: bool = False
+) -> np.ndarray:
+    """``(N, H, W)`` probabilities of a one-channel segmentation network; with ``flip``,
+    averaged with the mirrored prediction of the left-right flipped input (the only
+    flip training uses: depth runs down an ultrasound image)."""
+    probabilities = sigmoid(predict(model, batch, device, chunk)[:, 0])
+    if flip:
+        mirrored = sigmoid(predict(model, np.ascontiguousarray(batch[..., ::-1]), device, chunk))
+        probabilities = (probabilities + mirrored[:, 0, :, ::-1]) / 2
+    return probabilities
+
+
 def sigmoid(logits: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))).astype(np.float32)
 

@@ -1,5 +1,9 @@
 """The model deployments of the Serve app: Classifier, Binarizer, GrayNet, MultiScaleFCN.
 
+Every image goes through the Classifier, the Binarizer and the GrayNet (the first
+stage, which decides tumor presence and route); the MultiScaleFCN runs only on the
+images routed to it.
+
 Each one wraps a stage method of :class:`~tumorseg.inference.Segmenter` (the same
 code as ``segment_batch`` and the bulk job) and batches concurrent requests with
 ``@serve.batch``, opportunistically: a batch takes the requests that queued while
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,6 +29,7 @@ from ray import serve
 
 from tumorseg.config import Route
 from tumorseg.inference import Segmenter
+from tumorseg.inference.fusion import Decision
 from tumorseg.inference.result import SegmentationResult
 from tumorseg.serving.settings import ModelChoice, ServeSettings
 from tumorseg.tracking import load_model_config, load_model_set
@@ -89,14 +95,14 @@ class _ModelStage(_Reconfigurable):
 
 @serve.deployment(name="Classifier", **NETWORK_OPTIONS)
 class Classifier(_ModelStage):
-    """Routes each image: ``(route, confidence, classifier version)``."""
+    """Class probabilities (normal / homogeneous / heterogeneous) and its version."""
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)
-    async def classify(self, grays: list[np.ndarray]) -> list[tuple[Route, float, str]]:
+    async def classify(self, grays: list[np.ndarray]) -> list[tuple[np.ndarray, str]]:
         segmenter = self.segmenter
-        decided = await asyncio.to_thread(segmenter.classify, grays)
+        probabilities = await asyncio.to_thread(segmenter.class_probabilities, grays)
         version = segmenter.models.versions["classifier"]
-        return [(route, confidence, version) for route, confidence in decided]
+        return [(p, version) for p in probabilities]
 
 
 @serve.deployment(
@@ -119,50 +125,65 @@ class Binarizer(_Reconfigurable):
         return (await asyncio.to_thread(binarize_images, [gray], self.binarizer))[0]
 
 
-class _BranchStage(_ModelStage):
-    route: Route
+@dataclass
+class FirstStageOutcome:
+    """What the GrayNet deployment answers: the decision, and either the finished result
+    or, when the FCN must run, the gray net's map that guides it."""
 
-    async def _segment(
-        self,
-        grays: list[np.ndarray],
-        confidences: list[float],
-        binaries: list[np.ndarray] | None = None,
-    ) -> list[SegmentationResult]:
-        segmenter, route = self.segmenter, self.route
+    decision: Decision
+    result: SegmentationResult | None
+    graynet_map: np.ndarray | None
+    graynet_version: str
 
-        def run() -> list[SegmentationResult]:
-            probabilities = segmenter.branch_probabilities(route, grays, binaries)
-            return [
-                segmenter.finish(gray, probability, route, confidence)
-                for gray, probability, confidence in zip(
-                    grays, probabilities, confidences, strict=True
-                )
-            ]
+
+@serve.deployment(name="GrayNet", **NETWORK_OPTIONS)
+class GrayNet(_ModelStage):
+    """Gray recognition network on the binarized image, for every image; decides
+    presence and route, and finishes the images that need no FCN."""
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0)
+    async def segment(
+        self, requests: list[tuple[np.ndarray, np.ndarray, np.ndarray, Route | None]]
+    ) -> list[FirstStageOutcome]:
+        segmenter = self.segmenter
+
+        def run() -> list[FirstStageOutcome]:
+            grays, binaries, classes, routes = (list(c) for c in zip(*requests, strict=True))
+            maps = segmenter.graynet_probabilities(grays, binaries)
+            version = segmenter.models.versions["graynet"]
+            out = []
+            for gray, p, graynet_map, route in zip(grays, classes, maps, routes, strict=True):
+                decision = segmenter.decide(gray, p, graynet_map, route)
+                if segmenter.needs_fcn(decision):
+                    out.append(FirstStageOutcome(decision, None, graynet_map, version))
+                    continue
+                probability = segmenter.fuse(decision, graynet_map, None)
+                result = segmenter.finish(gray, probability, decision)
+                out.append(FirstStageOutcome(decision, result, None, version))
+            return out
 
         return await asyncio.to_thread(run)
 
 
-@serve.deployment(name="GrayNet", **NETWORK_OPTIONS)
-class GrayNet(_BranchStage):
-    """Gray recognition network on the binarized image (homogeneous route)."""
-
-    route: Route = "homogeneous"
-
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0)
-    async def segment(
-        self, requests: list[tuple[np.ndarray, np.ndarray, float]]
-    ) -> list[SegmentationResult]:
-        grays, binaries, confidences = (list(column) for column in zip(*requests, strict=True))
-        return await self._segment(grays, confidences, binaries)
-
-
 @serve.deployment(name="MultiScaleFCN", **NETWORK_OPTIONS)
-class MultiScaleFCN(_BranchStage):
-    """Iterative multi-scale FCN, every pass guided by the last (heterogeneous route)."""
-
-    route: Route = "heterogeneous"
+class MultiScaleFCN(_ModelStage):
+    """Iterative multi-scale FCN, its first pass guided by the gray net's map and every
+    later pass by the last (heterogeneous route); fuses and finishes the image."""
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.0)
-    async def segment(self, requests: list[tuple[np.ndarray, float]]) -> list[SegmentationResult]:
-        grays, confidences = (list(column) for column in zip(*requests, strict=True))
-        return await self._segment(grays, confidences)
+    async def segment(
+        self, requests: list[tuple[np.ndarray, np.ndarray, Decision]]
+    ) -> list[SegmentationResult]:
+        segmenter = self.segmenter
+
+        def run() -> list[SegmentationResult]:
+            grays, maps, decisions = (list(c) for c in zip(*requests, strict=True))
+            fcn_maps = segmenter.fcn_probabilities(grays, maps)
+            return [
+                segmenter.finish(gray, segmenter.fuse(decision, graynet_map, fcn_map), decision)
+                for gray, graynet_map, fcn_map, decision in zip(
+                    grays, maps, fcn_maps, decisions, strict=True
+                )
+            ]
+
+        return await asyncio.to_thread(run)

@@ -87,6 +87,8 @@ def segment_payload(
         "route": result.route,
         "route_confidence": result.route_confidence,
         "heterogeneity_score": result.heterogeneity_score,
+        "tumor_present": result.tumor_present,
+        "tumor_probability": result.tumor_probability,
         "width": int(result.mask.shape[1]),
         "height": int(result.mask.shape[0]),
         "area_px": result.area_px,

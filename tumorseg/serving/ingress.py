@@ -1,4 +1,4 @@
-"""The HTTP ingress: decode the upload, then classifier → binarizer → gray net, or → FCN.
+"""The HTTP ingress: decode the upload, then classifier + binarizer → gray net (→ FCN).
 
 Bad input is answered with a 4xx and never reaches a model: 400 undecodable,
 413 over the byte or pixel limit, 415 unsupported media type, 422 bad query
@@ -40,9 +40,9 @@ log = logging.getLogger("ray.serve")
 #: Largest image (bytes of its decoded array) passed by value between deployments.
 #: By value, arguments and results go straight over Serve's replica-to-replica gRPC
 #: instead of through the object store, a shorter round trip; but that channel
-#: refuses messages over 4 MiB, and the gray net's request carries the image and its
-#: binarization: bigger images go by reference.
-BY_VALUE_MAX_BYTES = 1792 * 1024
+#: refuses messages over 4 MiB, and the FCN's request carries the image and the gray
+#: net's float32 map (five bytes a pixel): bigger images go by reference.
+BY_VALUE_MAX_BYTES = 640 * 1024
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ class Ingress:
         format: Annotated[Literal["json", "png"], Query(description="png: the mask only")] = "json",
         route: Annotated[
             Literal["homogeneous", "heterogeneous"] | None,
-            Query(description="force a branch (skips the classifier)"),
+            Query(description="force a branch (an expert's decision: a lesion of that kind)"),
         ] = None,
     ) -> Response:
         """Segment one image sent as the raw body (image/png, image/jpeg, application/dicom,
@@ -167,6 +167,7 @@ class Ingress:
                 headers={
                     "X-Tumorseg-Route": result.route,
                     "X-Tumorseg-Route-Confidence": f"{result.route_confidence:.4f}",
+                    "X-Tumorseg-Tumor-Present": str(result.tumor_present).lower(),
                 },
             )
         payload = segment_payload(result, mask_png, deployments=deployments, timings=timings)
@@ -174,41 +175,27 @@ class Ingress:
 
     async def _run(self, gray, forced_route, timings: dict[str, float]):
         stages = self.stages_by_value if gray.nbytes <= BY_VALUE_MAX_BYTES else self.stages
-        deployments = []
         started = time.perf_counter()
-        # Binarize while the classifier decides: the binarizer is cheap, and waiting
-        # for the route first would put its round trip on every homogeneous request.
-        binarized = None
-        if forced_route != "heterogeneous":
-            binarized = stages.binarizer.binarize.remote(gray)
+        # Binarize while the classifier decides: both are needed before the gray net.
+        binarized = stages.binarizer.binarize.remote(gray)
         try:
-            if forced_route is None:
-                route, confidence, classifier_version = await stages.classifier.classify.remote(
-                    gray
-                )
-                timings["classify"] = time.perf_counter() - started
-                deployments.append("Classifier")
-            else:
-                route, confidence, classifier_version = forced_route, 1.0, None
-            if route == "homogeneous":
-                binary = await binarized
-                timings["binarize"] = time.perf_counter() - started
-                started = time.perf_counter()
-                result = await stages.graynet.segment.remote((gray, binary, confidence))
-                timings["graynet"] = time.perf_counter() - started
-                deployments += ["Binarizer", "GrayNet"]
-            else:
-                started = time.perf_counter()
-                result = await stages.fcn.segment.remote((gray, confidence))
-                timings["fcn"] = time.perf_counter() - started
-                deployments.append("MultiScaleFCN")
+            classes, classifier_version = await stages.classifier.classify.remote(gray)
+            timings["classify"] = time.perf_counter() - started
+            binary = await binarized
+            timings["binarize"] = time.perf_counter() - started
         finally:
-            if binarized is not None:
-                binarized.cancel()  # unneeded (FCN route, failure); a no-op once finished
-        if classifier_version is not None:
-            result.model_versions["classifier"] = classifier_version
-        else:
-            result.model_versions.pop("classifier", None)
+            binarized.cancel()  # a no-op once finished; frees it when the classifier failed
+        started = time.perf_counter()
+        first = await stages.graynet.segment.remote((gray, binary, classes, forced_route))
+        timings["graynet"] = time.perf_counter() - started
+        deployments = ["Classifier", "Binarizer", "GrayNet"]
+        result = first.result
+        if result is None:
+            started = time.perf_counter()
+            result = await stages.fcn.segment.remote((gray, first.graynet_map, first.decision))
+            timings["fcn"] = time.perf_counter() - started
+            deployments.append("MultiScaleFCN")
+        result.model_versions.update(classifier=classifier_version, graynet=first.graynet_version)
         return result, deployments
 
     async def _read_upload(self, request: Request) -> tuple[bytes, str]:
