@@ -53,6 +53,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cpus-per-actor", type=float, default=0.25)
     parser.add_argument("--num-gpus", type=float, default=0.0)
     parser.add_argument("--torch-threads", type=int, help="per actor (default: its CPUs)")
+    parser.add_argument(
+        "--in-process-only", action="store_true", help="time (a) only: no Ray Data job"
+    )
     return parser.parse_args()
 
 
@@ -150,6 +153,8 @@ def main() -> None:
         print(f"{len(paths)} images from {args.data}{repeated}, batch size {args.batch_size}")
         bare = in_process(paths, args)
         print(f"(a) in-process Segmenter.segment_batch loop: {bare:.2f} images/s")
+        if args.in_process_only:
+            return
         ray.init(address="local", log_to_driver=False)
         rates = {}
         for label, concurrency, fcn in RAY_RUNS:

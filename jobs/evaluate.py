@@ -1,13 +1,17 @@
 """Evaluate a registered model set (and the no-routing baseline) on a labeled corpus.
 
-Loads the fused models by alias or version from the MLflow registry, segments
-every image of ``--data``, and writes into ``--output``: ``rows.parquet`` (one row
-per image), ``summary.json``, ``report.md`` with a Dice histogram and overlays.
+Loads the fused models by alias or version from the MLflow registry, predicts
+every image of ``--data`` once (every network's maps saved in
+``OUTPUT/predictions``), scores the predictions under the registered config and
+writes into ``--output``: ``rows.parquet`` (one row per image), ``summary.json``,
+``report.md`` with the tables, a Dice histogram and overlays.
 The same files and the headline metrics are logged to an MLflow run named
 ``evaluate``.
 
     python jobs/evaluate.py --data ../shared/data/busi --output eval/
     python jobs/evaluate.py --data manifest.csv --model-version 3 --no-baseline
+    python jobs/evaluate.py --data ../shared/data/busi --split test --output eval-test \
+        --reuse-predictions --policy fusion=hard      # rescore, no network runs again
 """
 
 from __future__ import annotations
@@ -61,7 +65,49 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--examples", type=int, default=2, help="overlays per best/median/worst (default 2)"
     )
     parser.add_argument("--log-every", type=int, default=50, help="progress line every N images")
+    parser.add_argument(
+        "--reuse-predictions",
+        action="store_true",
+        help="score the predictions saved in OUTPUT/predictions by an earlier run instead of "
+        "running the networks again",
+    )
+    parser.add_argument(
+        "--policy",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="replace a setting of the registered config, e.g. fusion=hard, "
+        "presence_source=none, route_threshold=0.6 (repeatable)",
+    )
+    parser.add_argument(
+        "--no-compare", action="store_true", help="skip the table of alternative policies"
+    )
     return parser.parse_args(argv)
+
+
+def parse_policy(items: list[str]) -> dict[str, object]:
+    """``KEY=VALUE`` strings as SegmenterConfig settings (numbers and booleans parsed,
+    comma-separated values as tuples)."""
+    import json
+
+    from tumorseg.config import SegmenterConfig
+
+    defaults = SegmenterConfig()
+    policy: dict[str, object] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not hasattr(defaults, key):
+            raise SystemExit(
+                f"error: --policy wants KEY=VALUE with a SegmenterConfig key, got {item!r}"
+            )
+        if isinstance(getattr(defaults, key), tuple):
+            policy[key] = tuple(v for v in text.split(",") if v)
+            continue
+        try:
+            policy[key] = json.loads(text.lower() if text.lower() in ("true", "false") else text)
+        except json.JSONDecodeError:
+            policy[key] = text
+    return policy
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         normal_fp_min_area=args.normal_fp_min_area,
         examples=args.examples,
         log_every=args.log_every,
+        reuse_predictions=args.reuse_predictions,
+        policy=parse_policy(args.policy),
+        compare=not args.no_compare,
     )
     try:
         result = run_evaluate_job(options)

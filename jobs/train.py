@@ -49,8 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     _switch(
         parser,
-        "--tune-route-threshold",
-        "choose the router's threshold on the validation split (default: on)",
+        "--choose-policy",
+        "choose presence, route and fusion settings on the validation split (default: on)",
     )
     parser.add_argument("--seed", type=int)
     parser.add_argument("--experiment", default="tumorseg")
@@ -79,7 +79,7 @@ def main() -> None:
             concurrent=args.concurrent,
             train_baseline=args.baseline,
             graynet_init=args.graynet_init,
-            tune_route_threshold=args.tune_route_threshold,
+            choose_policy=args.choose_policy,
             seed=args.seed,
         )
     except ValueError as error:  # flags that contradict each other or the preset

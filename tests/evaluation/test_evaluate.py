@@ -1,8 +1,9 @@
 """Evaluation library and report on real BUSI images, with freshly initialised networks.
 
 Untrained weights say nothing about accuracy: these tests check the bookkeeping —
-which images feed which figure, error rows, the files written — and, on hand-made
-rows, that the aggregation is exactly right.
+which images feed which figure, error rows, the files written, the saved
+predictions — and, on hand-made rows and predictions, that the aggregation and the
+bootstrap are exactly right.
 """
 
 from __future__ import annotations
@@ -17,18 +18,25 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from hand_made import hand_predictions
 
-from tumorseg.config import MultiScaleConfig, NetworkConfig, SegmenterConfig, TriageConfig
+from tumorseg.config import MultiScaleConfig, NetworkConfig, SegmenterConfig
 from tumorseg.data import ImageRecord, discover_busi
 from tumorseg.evaluation import (
     ROW_FIELDS,
     evaluate_corpus,
+    evaluate_predictions,
     load_example,
+    load_predictions,
+    paired_bootstrap,
     records_in_split,
     summarize,
     write_report,
 )
-from tumorseg.evaluation.evaluate import Example, Prediction, _score_row
+from tumorseg.evaluation.evaluate import roc_auc
+from tumorseg.evaluation.predictions import (
+    MAP_NAMES,
+)
 from tumorseg.evaluation.report import pick_examples
 from tumorseg.inference import Segmenter
 from tumorseg.networks import build_network
@@ -67,8 +75,9 @@ def baseline() -> torch.nn.Module:
 
 
 @pytest.fixture(scope="module")
-def evaluated(corpus, segmenter, baseline):
-    return evaluate_corpus(corpus, segmenter, baseline, batch_size=4, log_every=3)
+def evaluated(corpus, segmenter, baseline, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("predictions")
+    return evaluate_corpus(corpus, segmenter, directory, baseline, batch_size=4, log_every=3)
 
 
 def good_rows(result):
@@ -163,12 +172,7 @@ def test_row_figures_match_the_ground_truth(corpus, evaluated) -> None:
 
 def test_report_files(evaluated, segmenter, baseline, tmp_path) -> None:
     paths = write_report(
-        evaluated,
-        tmp_path,
-        segmenter=segmenter,
-        baseline=baseline,
-        examples=1,
-        context={"data": "BUSI subset"},
+        evaluated, tmp_path, config=segmenter.config, examples=1, context={"data": "BUSI subset"}
     )
     table = pq.read_table(paths["rows"])
     assert table.num_rows == 10 and table.column_names == list(ROW_FIELDS)
@@ -188,31 +192,98 @@ def test_report_files(evaluated, segmenter, baseline, tmp_path) -> None:
 
 
 def test_report_without_baseline_or_overlays(corpus, segmenter, tmp_path) -> None:
-    result = evaluate_corpus(corpus[-3:], segmenter, None, batch_size=8)
+    result = evaluate_corpus(corpus[-3:], segmenter, tmp_path / "predictions", None, batch_size=8)
     assert result.summary["baseline"] is None and result.summary["fused_minus_baseline"] is None
+    assert result.summary["bootstrap"] is None
     assert all(row["baseline_dice"] is None for row in result.rows)
-    paths = write_report(result, tmp_path)  # no segmenter: no overlays
+    paths = write_report(result, tmp_path)  # no config: no overlays
     table = pq.read_table(paths["rows"])
     assert table.num_rows == 3 and str(table.schema.field("baseline_dice").type) == "double"
     assert "not evaluated" in paths["report"].read_text()
 
 
-def test_false_positive_needs_one_component_above_the_minimum_area() -> None:
-    gray = np.full((100, 100), 120, np.uint8)
+HOMOGENEOUS_ONLY = SegmenterConfig(
+    route_source="classifier", presence_source="none", largest_component_routes=()
+)
+
+
+def test_false_positive_needs_one_component_above_the_minimum_area(tmp_path) -> None:
     truth = np.zeros((100, 100), bool)
     blob = np.zeros((100, 100), bool)
     blob[10:20, 10:20] = True  # 100 px = 1 % of the image
     specks = np.zeros((100, 100), bool)
     specks[::4, ::4] = True  # 625 px = 6.25 %, but every component is 1 px
-    example = Example(ImageRecord("n", "n.png", (), label="normal"), gray, truth)
+    masks = {"blob": blob, "specks": specks, "empty": np.zeros_like(truth)}
+    items = [
+        (name, truth, {"graynet": m.astype(np.float32)}, (0.1, 0.8, 0.1))
+        for name, m in masks.items()
+    ]
+    predictions = hand_predictions(tmp_path, items)
 
-    def fp(mask: np.ndarray, min_area: float) -> bool:
-        prediction = Prediction(mask, "homogeneous", 0.9, 0.1, 0.0)
-        return _score_row(example, prediction, TriageConfig(), min_area)["fused_fp"]
+    def fp(name: str, min_area: float) -> bool:
+        result = evaluate_predictions(predictions, HOMOGENEOUS_ONLY, normal_fp_min_area=min_area)
+        return {row["image_id"]: row["fused_fp"] for row in result.rows}[name]
 
-    assert fp(blob, 0.005) and not fp(blob, 0.02)
-    assert not fp(specks, 0.001) and fp(specks, 0.0)
-    assert not fp(np.zeros_like(truth), 0.0)
+    assert fp("blob", 0.005) and not fp("blob", 0.02)
+    assert not fp("specks", 0.001) and fp("specks", 0.0)
+    assert not fp("empty", 0.0)
+
+
+def test_saved_predictions_round_trip(evaluated, corpus) -> None:
+    saved = evaluated.predictions
+    again = load_predictions(saved.directory)
+    assert [c.case_id for c in again.cases] == [c.case_id for c in saved.cases]
+    assert again.cases == saved.cases
+    good = again.good[0]
+    maps, truth = again.maps(good), again.truth(good)
+    assert set(maps) == set(MAP_NAMES)
+    for probability in maps.values():
+        assert probability.shape == truth.shape == (good.height, good.width)
+        assert (
+            probability.dtype == np.float32 and 0.0 <= probability.min() <= probability.max() <= 1.0
+        )
+    record = next(r for r in corpus if r.image_id == good.image_id)
+    np.testing.assert_array_equal(truth, load_example(record).truth)
+    rescored = evaluate_predictions(
+        again, SMALL, model_versions=evaluated.summary["model_versions"]
+    )
+    assert rescored.rows == evaluated.rows
+
+
+def test_saved_maps_give_the_live_segmenter_masks(corpus, segmenter, evaluated) -> None:
+    """Scoring from files is the live pipeline: same decisions, same masks (up to the
+    1/255 quantisation of the saved maps)."""
+    by_id = {row["image_id"]: row for row in evaluated.rows}
+    records = [r for r in corpus if by_id[r.image_id]["error"] is None]
+    live = segmenter.segment_batch([load_example(r).gray for r in records])
+    for record, result in zip(records, live, strict=True):
+        row = by_id[record.image_id]
+        assert (row["route"], row["tumor_present"]) == (result.route, result.tumor_present)
+        assert row["fused_area_px"] == pytest.approx(result.area_px, rel=0.01, abs=20)
+
+
+def test_paired_bootstrap_known_answers() -> None:
+    constant = paired_bootstrap([0.8, 0.7, 0.9], [0.7, 0.6, 0.8])
+    assert constant["mean"] == pytest.approx(0.1)
+    assert constant["low"] == pytest.approx(0.1) and constant["high"] == pytest.approx(0.1)
+    # Differences of +1 and -1 in equal numbers: mean 0; the mean of 400 resampled ±1
+    # has standard deviation 1/20, so the 95 % interval is about ±0.098.
+    a = [1.0, 0.0] * 200
+    b = [0.0, 1.0] * 200
+    interval = paired_bootstrap(a, b, seed=1, resamples=4000)
+    assert interval["mean"] == pytest.approx(0.0)
+    assert interval["low"] == pytest.approx(-0.098, abs=0.012)
+    assert interval["high"] == pytest.approx(0.098, abs=0.012)
+    assert paired_bootstrap([], [])["mean"] is None
+    with pytest.raises(ValueError, match="length"):
+        paired_bootstrap([1.0], [])
+
+
+def test_roc_auc_known_answers() -> None:
+    assert roc_auc([0.1, 0.4, 0.35, 0.8], [False, False, True, True]) == pytest.approx(0.75)
+    assert roc_auc([0.5, 0.5], [True, False]) == pytest.approx(0.5)
+    assert roc_auc([0.2, None, 0.9], [False, True, True]) == 1.0
+    assert roc_auc([0.2, 0.3], [True, True]) is None
 
 
 def test_normal_label_without_masks_is_tumor_free(busi_root) -> None:
@@ -379,6 +450,7 @@ def test_summarize_empty_and_baseline_free_rows() -> None:
         "dice": None,
         "iou": None,
         "hd95": None,
+        "miss_rate": None,
         "normal_fp_rate": None,
         "baseline": None,
     }

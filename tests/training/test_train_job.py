@@ -51,9 +51,11 @@ def test_models_load_by_alias_and_segment(trained, busi24) -> None:
     models, config = load_model_set(uri, alias="champion")
     assert models.versions["fcn"].endswith(f"/{outcome.versions['fcn']}")
     assert load_baseline(uri, alias="champion") is not None
-    # the router threshold chosen on the validation split travels with the models
-    chosen = MlflowClient(uri).get_run(outcome.parent_run_id).data.params["route_threshold"]
-    assert config.route_threshold == pytest.approx(float(chosen))
+    # the policy chosen on the validation split's predictions travels with the models
+    params = MlflowClient(uri).get_run(outcome.parent_run_id).data.params
+    assert config.route_threshold == pytest.approx(float(params["policy.route_threshold"]))
+    assert config.presence_source == params["policy.presence_source"]
+    assert config.fusion == params["policy.fusion"]
     from tumorseg import Segmenter
 
     image = load_image(discover(busi24)[0].path)
@@ -67,7 +69,7 @@ def test_metrics_and_artifacts_logged(trained) -> None:
     parent = client.get_run(outcome.parent_run_id)
     assert np.isfinite(parent.data.metrics["fused_val_dice"])
     artifacts = {a.path for a in client.list_artifacts(outcome.parent_run_id)}
-    assert {"train_config.json", "splits.json", "route_threshold.json", "validation"} <= artifacts
+    assert {"train_config.json", "splits.json", "policy.json", "validation"} <= artifacts
     validation = [a.path for a in client.list_artifacts(outcome.parent_run_id, "validation")]
     assert "validation/summary.json" in validation and "validation/report.md" in validation
     overlays = [
@@ -126,6 +128,25 @@ def test_evaluate_job_on_the_trained_models_validation_split(trained, busi24, tm
     # The fused figure is the one training computed on the same split with the same models.
     assert summary["fused"]["dice"] == pytest.approx(outcome.fused_val_dice, abs=1e-6)
     assert (output / "report.md").is_file() and list(output.glob("*.parquet"))
+    assert (output / "predictions" / "cases.parquet").is_file()
+    assert "## Alternatives, from the same predictions" in (output / "report.md").read_text()
+    # Rescoring the saved predictions under another policy runs no network.
+    rescored = subprocess.run(
+        [
+            sys.executable, str(repo / "jobs" / "evaluate.py"),
+            "--data", str(busi24), "--split", "val", "--tracking-uri", uri,
+            "--output", str(output), "--experiment", "smoke-test",
+            "--reuse-predictions", "--policy", "presence_source=none", "--no-compare",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert rescored.returncode == 0, rescored.stderr[-3000:]
+    again = json.loads((output / "summary.json").read_text())
+    assert again["n_images"] == summary["n_images"]
+    assert again["settings"]["policy"]["presence_source"] == "none"
+    assert again["fused"]["miss_rate"] == 0.0 or again["fused"]["dice"] is None
     client = MlflowClient(uri)
     runs = client.search_runs(
         [client.get_experiment_by_name("smoke-test").experiment_id],

@@ -1,62 +1,55 @@
-"""Evaluate the fused segmenter (and a no-routing baseline) on a labeled corpus.
+"""Score saved predictions: one row per image, and the ``summary.json`` structure.
 
-:func:`evaluate_corpus` segments every record, scores it against its ground truth
-and returns one row per image (a plain dict, see :data:`ROW_FIELDS`);
-:func:`summarize` turns rows into the ``summary.json`` structure. Both are pure
-library code: no MLflow, no files written (``tumorseg.evaluation.report`` writes
-them, ``jobs/evaluate.py`` wires everything up).
+:func:`evaluate_corpus` predicts a corpus once (:func:`~tumorseg.evaluation.
+predictions.predict_split`) and scores it; :func:`evaluate_predictions` scores a
+saved prediction set under a segmenter config, so that any candidate choice can be
+scored without running a network again. Both are pure library code: no MLflow;
+``tumorseg.evaluation.report`` writes the files, ``jobs/evaluate.py`` wires it up.
 
 Conventions
 -----------
-* **Ground truth.** A record's masks are OR-ed (:func:`tumorseg.io.load_mask`). An
-  image with an empty mask is *tumor-free* ("normal"); a record without mask files
-  is tumor-free only when its label is ``normal`` (:data:`NORMAL_LABELS`),
-  otherwise it is an error row (no ground truth to score against).
 * **Means over tumor images.** Dice, IoU and HD95 are averaged over images whose
-  ground truth has a tumor; tumor-free images only feed the false-positive rate.
-  Empty-mask conventions are those of :func:`tumorseg.metrics.score_masks` (an
-  empty prediction on a tumor image scores Dice 0, IoU 0, HD95 = image diagonal).
+  ground truth has a tumor; tumor-free images feed the false-positive rate. Empty
+  masks follow :func:`tumorseg.metrics.score_masks` (an empty prediction on a
+  tumor image scores Dice 0, IoU 0, HD95 = image diagonal).
+* **Miss** on a tumor image: the prediction is empty (the presence decision said
+  "no tumor", or nothing passed the threshold).
 * **False positive on a normal image.** The prediction's *largest connected
   component* (8-connectivity) covers at least ``normal_fp_min_area`` of the
-  image's pixels (default 0.1 %, e.g. 262 px on a 500 × 524 image). The smallest
-  lesion of the BUSI corpus covers 0.21 % of its image, so anything a reader would
-  call "a tumor" counts, while isolated specks do not.
+  image's pixels (default 0.1 %). The smallest lesion of the BUSI corpus covers
+  0.21 % of its image, so anything a reader would call "a tumor" counts.
 * **True class.** :func:`tumorseg.preprocessing.heterogeneity.triage_class` on the
-  ground-truth mask (an expert class wins). Routing accuracy compares it with the
-  predicted route on tumor images only: on a tumor-free image the score is taken
-  over the whole image and says nothing about a lesion.
-* **Bad input.** Images or masks that cannot be read (:class:`InvalidImageError`),
-  records without ground truth and images the pipeline rejects become error rows
-  (``error`` set, metrics ``None``), counted as ``n_errors``; they never stop the run.
+  ground-truth mask (an expert class wins). Routing figures compare it with the
+  route on tumor images only.
+* **Branches.** Each branch is also scored alone on every tumor image (the gray
+  net; the FCN under each first-pass guide), with its route's post-processing.
+* **fused − baseline** comes with a paired bootstrap 95 % interval over tumor images.
+* **Bad input.** Unreadable images, records without ground truth and images the
+  networks reject are error rows (``error`` set, figures ``None``); they never stop
+  the run.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import statistics
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from torch import nn
 
-from tumorseg.config import ROUTES, NetworkConfig, TriageConfig
+from tumorseg.config import ROUTES, NetworkConfig, SegmenterConfig, TriageConfig
 from tumorseg.data.records import ImageRecord
-from tumorseg.errors import InvalidImageError
-from tumorseg.inference.baseline import segment_full_image
+from tumorseg.evaluation.predictions import Case, PredictionSet, predict_split
+from tumorseg.inference.fusion import Decision, decide, final_mask, fuse
 from tumorseg.inference.postprocess import largest_component
 from tumorseg.inference.segmenter import Segmenter
-from tumorseg.io import load_frames, load_image, load_mask
 from tumorseg.metrics import score_masks
-from tumorseg.preprocessing.heterogeneity import triage_class
 
-log = logging.getLogger(__name__)
-
-#: Dataset labels whose records may come without mask files: they are tumor-free.
-NORMAL_LABELS = frozenset({"normal"})
 #: Default share of the image a predicted component must cover to be a false positive.
 DEFAULT_NORMAL_FP_MIN_AREA = 0.001
 #: Error rows listed in the summary (all of them are in the rows / Parquet file).
@@ -64,6 +57,13 @@ MAX_LISTED_ERRORS = 50
 #: Name used for records without a dataset label in ``per_label``.
 UNLABELED = "unlabeled"
 METHODS = ("fused", "baseline")
+#: Each branch alone on every tumor image: name → saved map and route post-processing.
+BRANCHES: dict[str, tuple[str, str]] = {
+    "graynet": ("graynet", "homogeneous"),
+    "fcn_graynet": ("fcn_graynet", "heterogeneous"),
+    "fcn_own": ("fcn_own", "heterogeneous"),
+}
+BOOTSTRAP_RESAMPLES = 2000
 
 #: Columns of a row, in order, with their kind (``str``, ``int``, ``float``, ``bool``,
 #: ``str_list``); every value may be ``None`` (error rows, no baseline).
@@ -83,13 +83,20 @@ ROW_FIELDS: dict[str, str] = {
     "truth_score": "float",  # heterogeneity score on the ground-truth region
     "route": "str",  # predicted route
     "route_confidence": "float",
-    "predicted_score": "float",  # heterogeneity score on the predicted mask
+    "p_heterogeneous": "float",  # from the configured route source
+    "tumor_present": "bool",  # the presence decision
+    "tumor_probability": "float",
+    "classifier_p_tumor": "float",
+    "classifier_p_heterogeneous": "float",
+    "map_peak": "float",  # the gray net map's highest probability
+    "map_score": "float",  # heterogeneity score on the gray net's region
     "fused_dice": "float",
     "fused_iou": "float",
     "fused_hd95": "float",
     "fused_area_px": "int",
     "fused_largest_px": "int",
     "fused_fp": "bool",  # normal images only
+    "fused_missed": "bool",  # tumor images only
     "fused_seconds": "float",
     "baseline_dice": "float",
     "baseline_iou": "float",
@@ -97,158 +104,25 @@ ROW_FIELDS: dict[str, str] = {
     "baseline_area_px": "int",
     "baseline_largest_px": "int",
     "baseline_fp": "bool",
+    "baseline_missed": "bool",
     "baseline_seconds": "float",
+    **{f"{branch}_dice": "float" for branch in BRANCHES},
     "error": "str",
 }
 
 
-class MissingTruthError(ValueError):
-    """A record has no mask files and is not labeled tumor-free: nothing to score against."""
-
-
-@dataclass
-class Example:
-    """One loaded image with its ground truth (2-D uint8 gray, 2-D bool)."""
-
-    record: ImageRecord
-    gray: np.ndarray
-    truth: np.ndarray
-
-
-@dataclass
-class Prediction:
-    """Masks predicted for one :class:`Example` by the fused pipeline and the baseline."""
-
-    fused: np.ndarray
-    route: str
-    route_confidence: float
-    predicted_score: float
-    fused_seconds: float
-    baseline: np.ndarray | None = None
-    baseline_seconds: float | None = None
-
-
 @dataclass
 class EvaluationResult:
-    """Per-image rows (input order) and the summary built from them."""
+    """Per-image rows (input order), the summary built from them, and the predictions."""
 
     rows: list[dict[str, Any]]
     summary: dict[str, Any]
     settings: dict[str, Any] = field(default_factory=dict)
+    predictions: PredictionSet | None = None
 
     @property
     def n_errors(self) -> int:
         return self.summary["n_errors"]
-
-
-# --------------------------------------------------------------------------- loading
-
-
-def load_example(record: ImageRecord, limits=None) -> Example:
-    """Image (the record's frame for multi-frame DICOM) and its OR-ed ground-truth mask.
-
-    Raises :class:`InvalidImageError` for unreadable images or masks (or masks of
-    another size) and :class:`MissingTruthError` for an unlabeled record without masks.
-    """
-    if record.frame is None:
-        gray = load_image(record.path, limits=limits)
-    else:
-        frames = load_frames(record.path, limits=limits)
-        if record.frame >= len(frames):
-            raise InvalidImageError(
-                record.path, f"frame {record.frame} requested but the file has {len(frames)}"
-            )
-        gray = frames[record.frame]
-    if record.mask_paths:
-        truth = load_mask(list(record.mask_paths), shape=gray.shape, limits=limits)
-    elif (record.label or "").lower() in NORMAL_LABELS:
-        truth = np.zeros(gray.shape, dtype=bool)
-    else:
-        raise MissingTruthError(
-            f"{record.path}: no ground-truth mask (and the label {record.label!r} is not "
-            f"one of {sorted(NORMAL_LABELS)})"
-        )
-    return Example(record, gray, truth)
-
-
-def record_from_row(row: Mapping[str, Any]) -> ImageRecord:
-    """The record a row was made from (enough to reload the image and its masks)."""
-    return ImageRecord(
-        image_id=row["image_id"],
-        path=row["path"],
-        mask_paths=tuple(row.get("mask_paths") or ()),
-        label=row.get("label"),
-        patient_id=row.get("patient_id"),
-        frame=row.get("frame"),
-    )
-
-
-# --------------------------------------------------------------------------- splits
-
-
-def records_in_split(
-    records: Sequence[ImageRecord], split: str, assigned: dict[str, str]
-) -> list[ImageRecord]:
-    """The records that a training run put in ``split``.
-
-    ``assigned`` maps image ids to splits, as the training run logged it
-    (``splits.json``). Image ids hash the file's content, so the corpus may have
-    moved since. Records the run never assigned (unreadable then, or not part of
-    its corpus) are left out; if none of ``records`` was assigned at all, ``--data``
-    is not the corpus the models were trained on, and that is an error.
-    """
-    from tumorseg.data.split import SPLITS
-
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    if records and not any(r.image_id in assigned for r in records):
-        raise ValueError(
-            f"none of the {len(records)} images was in the training run's split: "
-            "evaluate a split only on the corpus the models were trained on"
-        )
-    return [r for r in records if assigned.get(r.image_id) == split]
-
-
-# --------------------------------------------------------------------------- predicting
-
-
-def predict_examples(
-    examples: Sequence[Example],
-    segmenter: Segmenter,
-    baseline: nn.Module | None = None,
-    baseline_networks: NetworkConfig | None = None,
-) -> list[Prediction]:
-    """Fused and baseline masks for a batch (each network batched across the examples)."""
-    if not examples:
-        return []
-    grays = [example.gray for example in examples]
-    results = segmenter.segment_batch(grays)
-    predictions = [
-        Prediction(
-            fused=result.mask,
-            route=result.route,
-            route_confidence=float(result.route_confidence),
-            predicted_score=float(result.heterogeneity_score),
-            fused_seconds=float(sum(result.timings.values())),
-        )
-        for result in results
-    ]
-    if baseline is not None:
-        start = time.perf_counter()
-        baseline.to(segmenter.device).eval()
-        probabilities = segment_full_image(
-            baseline, grays, baseline_networks or segmenter.config.networks, segmenter.device
-        )
-        seconds = (time.perf_counter() - start) / len(grays)
-        for prediction, probability in zip(predictions, probabilities, strict=True):
-            prediction.baseline = probability >= segmenter.config.mask_threshold
-            prediction.baseline_seconds = seconds
-    return predictions
-
-
-def largest_component_px(mask: np.ndarray) -> int:
-    """Pixel count of the largest 8-connected component of a boolean mask (0 when empty)."""
-    return int(largest_component(mask).sum())
 
 
 # --------------------------------------------------------------------------- evaluating
@@ -257,6 +131,7 @@ def largest_component_px(mask: np.ndarray) -> int:
 def evaluate_corpus(
     records: Iterable[ImageRecord],
     segmenter: Segmenter,
+    directory: str | Path,
     baseline: nn.Module | None = None,
     *,
     batch_size: int = 8,
@@ -265,179 +140,176 @@ def evaluate_corpus(
     baseline_networks: NetworkConfig | None = None,
     log_every: int = 50,
 ) -> EvaluationResult:
-    """Segment and score every record; one row per record, in input order.
+    """Predict every record once into ``directory``, then score the predictions under
+    the segmenter's config (see :func:`evaluate_predictions`)."""
+    start = time.perf_counter()
+    predictions = predict_split(
+        records,
+        segmenter,
+        directory,
+        baseline,
+        baseline_networks=baseline_networks,
+        triage=triage,
+        batch_size=batch_size,
+        log_every=log_every,
+    )
+    seconds = time.perf_counter() - start
+    result = evaluate_predictions(
+        predictions,
+        segmenter.config,
+        normal_fp_min_area=normal_fp_min_area,
+        model_versions=segmenter.models.versions,
+    )
+    n = len(predictions.cases)
+    result.summary["settings"].update(batch_size=batch_size, device=str(segmenter.device))
+    result.summary["predict_seconds"] = seconds
+    result.summary["images_per_second"] = n / seconds if seconds > 0 else None
+    return result
 
-    ``baseline`` is the no-routing full-image network (``None`` skips it; its rows'
-    ``baseline_*`` columns and the summary's ``baseline`` are then ``None``).
-    ``normal_fp_min_area`` is the share of an image's pixels (0–1) that the largest
-    predicted component must cover for a tumor-free image to count as a false
-    positive. ``triage`` sets the ground-truth class (default: the segmenter's
-    config); ``baseline_networks`` the baseline's input size (default: the
-    segmenter's). A progress line is logged every ``log_every`` images.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+
+def evaluate_predictions(
+    predictions: PredictionSet,
+    config: SegmenterConfig,
+    *,
+    normal_fp_min_area: float = DEFAULT_NORMAL_FP_MIN_AREA,
+    model_versions: Mapping[str, str] | None = None,
+) -> EvaluationResult:
+    """Rows and summary of saved predictions under ``config`` (its presence, route,
+    fusion and post-processing settings); ``normal_fp_min_area`` is the share of an
+    image (0–1) the largest predicted component must cover to be a false positive."""
     if not 0.0 <= normal_fp_min_area < 1.0:
         raise ValueError(
             f"normal_fp_min_area is a share of the image (0–1), got {normal_fp_min_area}"
         )
-    records = list(records)
-    triage = triage or segmenter.config.triage
-    limits = segmenter.config.limits
-    rows: list[dict[str, Any]] = []
-    start = time.perf_counter()
-    next_log = log_every
-    for offset in range(0, len(records), batch_size):
-        batch = records[offset : offset + batch_size]
-        rows.extend(
-            _evaluate_batch(
-                batch, segmenter, baseline, baseline_networks, triage, limits, normal_fp_min_area
-            )
-        )
-        if log_every and (len(rows) >= next_log or len(rows) == len(records)):
-            elapsed = time.perf_counter() - start
-            log.info(
-                "evaluated %d/%d images (%.2f images/s, %d errors)",
-                len(rows),
-                len(records),
-                len(rows) / max(elapsed, 1e-9),
-                sum(row["error"] is not None for row in rows),
-            )
-            next_log = (len(rows) // log_every + 1) * log_every
-    seconds = time.perf_counter() - start
+    rows = [score_case(predictions, case, config, normal_fp_min_area) for case in predictions.cases]
     settings = {
-        "batch_size": batch_size,
         "normal_fp_min_area": normal_fp_min_area,
-        "triage_threshold": triage.threshold,
-        "mask_threshold": segmenter.config.mask_threshold,
-        "baseline": baseline is not None,
-        "device": str(segmenter.device),
+        "triage_threshold": config.triage.threshold,
+        "mask_threshold": config.mask_threshold,
+        "baseline": any(row.get("baseline_dice") is not None for row in rows),
+        "policy": policy_settings(config),
     }
     summary = summarize(rows)
     summary["settings"] = settings
-    summary["model_versions"] = dict(segmenter.models.versions)
-    summary["seconds"] = seconds
-    summary["images_per_second"] = len(rows) / seconds if seconds > 0 else None
-    return EvaluationResult(rows=rows, summary=summary, settings=settings)
+    summary["model_versions"] = dict(model_versions or {})
+    return EvaluationResult(rows=rows, summary=summary, settings=settings, predictions=predictions)
 
 
-def _evaluate_batch(
-    batch: Sequence[ImageRecord],
-    segmenter: Segmenter,
-    baseline: nn.Module | None,
-    baseline_networks: NetworkConfig | None,
-    triage: TriageConfig,
-    limits,
-    min_area: float,
-) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any] | None] = [None] * len(batch)
-    loaded: list[tuple[int, Example]] = []
-    for i, record in enumerate(batch):
-        try:
-            loaded.append((i, load_example(record, limits)))
-        except (InvalidImageError, MissingTruthError) as error:
-            log.warning("error row for %s: %s", record.path, error)
-            rows[i] = _error_row(record, str(error))
-    examples = [example for _, example in loaded]
-    try:
-        predictions: list[Prediction | None] = list(
-            predict_examples(examples, segmenter, baseline, baseline_networks)
-        )
-    except Exception:  # one image the pipeline rejects must not sink its batch-mates
-        log.warning("batch of %d failed; retrying image by image", len(examples), exc_info=True)
-        predictions = [_predict_one(e, segmenter, baseline, baseline_networks) for e in examples]
-    for (i, example), prediction in zip(loaded, predictions, strict=True):
-        if isinstance(prediction, Prediction):
-            rows[i] = _score_row(example, prediction, triage, min_area)
-        else:
-            rows[i] = _error_row(example.record, prediction)
-    return rows  # type: ignore[return-value]
-
-
-def _predict_one(
-    example: Example,
-    segmenter: Segmenter,
-    baseline: nn.Module | None,
-    baseline_networks: NetworkConfig | None,
-) -> Prediction | str:
-    try:
-        return predict_examples([example], segmenter, baseline, baseline_networks)[0]
-    except Exception as error:
-        log.exception("segmentation failed for %s", example.record.path)
-        return f"{example.record.path}: segmentation failed ({type(error).__name__}: {error})"
-
-
-def _base_row(record: ImageRecord) -> dict[str, Any]:
-    row: dict[str, Any] = dict.fromkeys(ROW_FIELDS)
-    row.update(
-        image_id=record.image_id,
-        path=record.path,
-        mask_paths=list(record.mask_paths),
-        frame=record.frame,
-        label=record.label,
-        patient_id=record.patient_id,
+def policy_settings(config: SegmenterConfig) -> dict[str, Any]:
+    """The settings that turn saved maps into masks (what the policy chooses)."""
+    names = (
+        "presence_source",
+        "presence_threshold",
+        "route_source",
+        "route_threshold",
+        "route_score_scale",
+        "fusion",
+        "fcn_guide",
+        "largest_component_routes",
+        "flip_tta",
     )
-    return row
+    return {name: getattr(config, name) for name in names}
 
 
-def _error_row(record: ImageRecord, error: str) -> dict[str, Any]:
-    row = _base_row(record)
-    row["error"] = error
-    return row
+def case_masks(
+    predictions: PredictionSet, case: Case, config: SegmenterConfig
+) -> tuple[Decision, dict[str, np.ndarray]]:
+    """The decision and every mask of one saved case under ``config``: ``fused``,
+    ``baseline`` (when saved) and each branch alone (:data:`BRANCHES`)."""
+    maps = predictions.maps(case)
+    decision = decide(case.evidence, config)
+    fcn = maps["fcn_graynet" if config.fcn_guide == "graynet" else "fcn_own"]
+    fused = final_mask(fuse(decision, maps["graynet"], fcn, config), decision, config)
+    masks = {"fused": fused}
+    if "baseline" in maps:
+        masks["baseline"] = maps["baseline"] >= config.mask_threshold
+    for branch, (name, route) in BRANCHES.items():
+        alone = Decision(True, 1.0, route, 1.0, float(route == ROUTES[1]))  # type: ignore[arg-type]
+        masks[branch] = final_mask(maps[name], alone, config)
+    return decision, masks
 
 
-def _score_row(
-    example: Example, prediction: Prediction, triage: TriageConfig, min_area: float
+def score_case(
+    predictions: PredictionSet, case: Case, config: SegmenterConfig, min_area: float
 ) -> dict[str, Any]:
-    record, truth = example.record, example.truth
-    height, width = truth.shape
-    has_tumor = bool(truth.any())
-    true_class, truth_score = triage_class(example.gray, truth, record.expert_class, triage)
-    row = _base_row(record)
+    row = _base_row(case)
+    if case.error is not None:
+        row["error"] = case.error
+        return row
+    decision, masks = case_masks(predictions, case, config)
+    truth = predictions.truth(case)
+    evidence = case.evidence
     row.update(
-        height=height,
-        width=width,
-        has_tumor=has_tumor,
-        truth_area_px=int(truth.sum()),
-        true_class=true_class,
-        true_class_source="expert" if record.expert_class else "score",
-        truth_score=float(truth_score),
-        route=prediction.route,
-        route_confidence=prediction.route_confidence,
-        predicted_score=prediction.predicted_score,
+        route=decision.route,
+        route_confidence=decision.route_confidence,
+        p_heterogeneous=decision.p_heterogeneous,
+        tumor_present=decision.tumor_present,
+        tumor_probability=decision.tumor_probability,
+        classifier_p_tumor=evidence.classifier_tumor,
+        classifier_p_heterogeneous=evidence.classifier_heterogeneous,
+        map_peak=case.map_peak,
+        map_score=case.map_score,
     )
-    min_px = min_area * height * width
-    masks = {"fused": prediction.fused, "baseline": prediction.baseline}
-    for method, mask in masks.items():
+    min_px = min_area * case.height * case.width
+    for method in METHODS:
+        mask = masks.get(method)
         if mask is None:
             continue
         scores = score_masks(mask, truth)
-        largest = largest_component_px(mask)
+        largest = int(largest_component(mask).sum())
         row[f"{method}_dice"] = scores.dice
         row[f"{method}_iou"] = scores.iou
         row[f"{method}_hd95"] = scores.hd95
         row[f"{method}_area_px"] = int(mask.sum())
         row[f"{method}_largest_px"] = largest
-        row[f"{method}_fp"] = None if has_tumor else bool(largest > 0 and largest >= min_px)
-    row["fused_seconds"] = prediction.fused_seconds
-    row["baseline_seconds"] = prediction.baseline_seconds
+        row[f"{method}_fp"] = None if case.has_tumor else bool(largest > 0 and largest >= min_px)
+        row[f"{method}_missed"] = bool(not mask.any()) if case.has_tumor else None
+    if case.has_tumor:
+        for branch in BRANCHES:
+            row[f"{branch}_dice"] = score_masks(masks[branch], truth).dice
+    fcn_ran = decision.tumor_present and decision.route == "heterogeneous"
+    row["fused_seconds"] = (case.seconds_first_stage or 0.0) + (
+        (case.seconds_fcn or 0.0) if fcn_ran else 0.0
+    )
+    row["baseline_seconds"] = case.seconds_baseline
+    return row
+
+
+def _base_row(case: Case) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(ROW_FIELDS)
+    for name in (
+        "image_id",
+        "path",
+        "frame",
+        "label",
+        "patient_id",
+        "height",
+        "width",
+        "has_tumor",
+        "truth_area_px",
+        "true_class",
+        "true_class_source",
+        "truth_score",
+    ):
+        row[name] = getattr(case, name)
+    row["mask_paths"] = list(case.mask_paths)
     return row
 
 
 # --------------------------------------------------------------------------- summarizing
 
 
-def summarize(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def summarize(rows: Iterable[Mapping[str, Any]], seed: int = 0) -> dict[str, Any]:
     """The ``summary.json`` structure of a list of rows (see the module docstring).
 
     ``fused`` / ``baseline`` hold means over tumor images (``dice``, ``iou``,
-    ``hd95``, plus ``dice_median`` and ``hd95_median``) and the false-positive rate
-    over tumor-free images (``normal_fp_rate``); ``baseline`` is ``None`` when no
-    row has baseline figures. ``per_route`` groups by *predicted* route (both
-    routes always present), ``per_label`` by dataset label, ``per_true_class``
-    (tumor images) by the ground-truth class; each group has ``n``, ``n_tumor``,
-    ``n_normal``, the fused figures flat and the baseline's under ``baseline``.
-    Any figure without images to average is ``None``.
+    ``hd95``, ``dice_median``, ``hd95_median``), the miss rate over tumor images and
+    the false-positive rate over tumor-free images; ``baseline`` is ``None`` when no
+    row has baseline figures. ``per_route`` groups by *predicted* route,
+    ``per_label`` by dataset label, ``per_true_class`` (tumor images) by the
+    ground-truth class; ``branches`` scores each branch alone on every tumor image;
+    ``bootstrap`` is the paired 95 % interval of fused − baseline Dice. Any figure
+    without images to average is ``None``.
     """
     rows = list(rows)
     good = [row for row in rows if row.get("error") is None]
@@ -455,7 +327,16 @@ def summarize(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         "fused": fused,
         "baseline": base,
         "normal_fp_rate": fused["normal_fp_rate"],
+        "miss_rate": fused["miss_rate"],
         "fused_minus_baseline": _difference(fused, base),
+        "bootstrap": (
+            paired_bootstrap(
+                [row["fused_dice"] for row in tumor], [row["baseline_dice"] for row in tumor], seed
+            )
+            if has_baseline
+            else None
+        ),
+        "branches": _branches(tumor),
         "per_route": _groups(good, "route", ROUTES, has_baseline),
         "per_label": _groups(
             [{**row, "label": row.get("label") or UNLABELED} for row in good],
@@ -465,11 +346,49 @@ def summarize(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         ),
         "per_true_class": _groups(tumor, "true_class", ROUTES, has_baseline),
         "routing": _routing(tumor),
+        "presence": _presence(good),
         "errors": [
             {"image_id": row.get("image_id"), "path": row.get("path"), "error": row["error"]}
             for row in errors[:MAX_LISTED_ERRORS]
         ],
     }
+
+
+def paired_bootstrap(
+    a: Sequence[float], b: Sequence[float], seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES
+) -> dict[str, float | int | None]:
+    """Mean of ``a − b`` over paired items and its percentile 95 % interval from
+    ``resamples`` resamplings of the items (with replacement)."""
+    if len(a) != len(b):
+        raise ValueError(f"paired samples differ in length: {len(a)} and {len(b)}")
+    differences = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if differences.size == 0:
+        return {"n": 0, "mean": None, "low": None, "high": None, "resamples": resamples}
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, differences.size, size=(resamples, differences.size))
+    means = differences[picks].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return {
+        "n": int(differences.size),
+        "mean": float(differences.mean()),
+        "low": float(low),
+        "high": float(high),
+        "resamples": resamples,
+    }
+
+
+def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
+    """Area under the ROC curve (ties count one half) over the items with a score;
+    ``None`` when they hold one class only."""
+    pairs = [(s, bool(t)) for s, t in zip(scores, labels, strict=True) if s is not None]
+    scores_array = np.asarray([s for s, _ in pairs], dtype=np.float64)
+    labels_array = np.asarray([t for _, t in pairs], dtype=bool)
+    positive, negative = scores_array[labels_array], scores_array[~labels_array]
+    if positive.size == 0 or negative.size == 0:
+        return None
+    greater = (positive[:, None] > negative[None, :]).sum()
+    ties = (positive[:, None] == negative[None, :]).sum()
+    return float((greater + 0.5 * ties) / (positive.size * negative.size))
 
 
 def _method_figures(rows: Sequence[Mapping[str, Any]], method: str) -> dict[str, float | None]:
@@ -481,6 +400,7 @@ def _method_figures(rows: Sequence[Mapping[str, Any]], method: str) -> dict[str,
         "hd95": _mean(row[f"{method}_hd95"] for row in tumor),
         "dice_median": _median(row[f"{method}_dice"] for row in tumor),
         "hd95_median": _median(row[f"{method}_hd95"] for row in tumor),
+        "miss_rate": _mean(row.get(f"{method}_missed") for row in tumor),
         "normal_fp_rate": _mean(row[f"{method}_fp"] for row in normal),
     }
 
@@ -490,11 +410,23 @@ def _difference(
 ) -> dict[str, float | None] | None:
     if baseline is None:
         return None
-    keys = ("dice", "iou", "hd95", "normal_fp_rate")
+    keys = ("dice", "iou", "hd95", "miss_rate", "normal_fp_rate")
     return {
         key: None if fused[key] is None or baseline[key] is None else fused[key] - baseline[key]
         for key in keys
     }
+
+
+def _branches(tumor: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each branch alone on every tumor image, overall and by ground-truth class."""
+    out = {}
+    for branch in (*BRANCHES, "baseline", "fused"):
+        key = f"{branch}_dice"
+        by_class = {
+            true: _mean(row[key] for row in tumor if row["true_class"] == true) for true in ROUTES
+        }
+        out[branch] = {"dice": _mean(row[key] for row in tumor), "per_true_class": by_class}
+    return out
 
 
 def _groups(
@@ -513,6 +445,7 @@ def _groups(
             "dice": fused["dice"],
             "iou": fused["iou"],
             "hd95": fused["hd95"],
+            "miss_rate": fused["miss_rate"],
             "normal_fp_rate": fused["normal_fp_rate"],
             "baseline": _brief(_method_figures(members, "baseline")) if has_baseline else None,
         }
@@ -520,11 +453,12 @@ def _groups(
 
 
 def _brief(figures: Mapping[str, float | None]) -> dict[str, float | None]:
-    return {key: figures[key] for key in ("dice", "iou", "hd95", "normal_fp_rate")}
+    return {key: figures[key] for key in ("dice", "iou", "hd95", "miss_rate", "normal_fp_rate")}
 
 
 def _routing(tumor: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Predicted route vs the ground-truth triage class, on tumor images."""
+    """Route vs the ground-truth triage class on tumor images, and the AUC of the
+    configured p(heterogeneous) and of the classifier's."""
     confusion = {true: dict.fromkeys(ROUTES, 0) for true in ROUTES}
     for row in tumor:
         confusion.setdefault(row["true_class"], dict.fromkeys(ROUTES, 0))
@@ -532,11 +466,28 @@ def _routing(tumor: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             confusion[row["true_class"]].get(row["route"], 0) + 1
         )
     correct = sum(row["route"] == row["true_class"] for row in tumor)
+    truth = [row["true_class"] == "heterogeneous" for row in tumor]
     return {
         "n": len(tumor),
         "accuracy": correct / len(tumor) if tumor else None,
+        "auc": roc_auc([row["p_heterogeneous"] for row in tumor], truth),
+        "classifier_auc": roc_auc([row["classifier_p_heterogeneous"] for row in tumor], truth),
         "mean_confidence": _mean(row["route_confidence"] for row in tumor),
         "confusion": confusion,  # confusion[true_class][predicted_route] = count
+    }
+
+
+def _presence(good: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The presence decision against the ground truth, and its sources' AUCs."""
+    truth = [bool(row["has_tumor"]) for row in good]
+    return {
+        "n": len(good),
+        "auc": roc_auc([row["tumor_probability"] for row in good], truth),
+        "classifier_auc": roc_auc([row["classifier_p_tumor"] for row in good], truth),
+        "map_peak_auc": roc_auc([row["map_peak"] for row in good], truth),
+        "accuracy": _mean(
+            bool(row["tumor_present"]) == t for row, t in zip(good, truth, strict=True)
+        ),
     }
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import mlflow
 from mlflow import MlflowClient
@@ -16,9 +17,11 @@ from tumorseg.data import discover
 from tumorseg.evaluation.evaluate import (
     DEFAULT_NORMAL_FP_MIN_AREA,
     EvaluationResult,
-    evaluate_corpus,
-    records_in_split,
+    evaluate_predictions,
 )
+from tumorseg.evaluation.examples import records_in_split
+from tumorseg.evaluation.policy import compare_policies
+from tumorseg.evaluation.predictions import load_predictions, predict_split
 from tumorseg.evaluation.report import summary_table, write_report
 from tumorseg.inference import Segmenter
 from tumorseg.tracking import ModelNames, load_baseline, load_model_set, resolve_tracking_uri
@@ -26,6 +29,7 @@ from tumorseg.tracking import ModelNames, load_baseline, load_model_set, resolve
 log = logging.getLogger("tumorseg.evaluation")
 
 SPLITS_ARTIFACT = "splits.json"
+PREDICTIONS_DIR = "predictions"
 
 
 @dataclass(frozen=True)
@@ -47,10 +51,16 @@ class EvaluateJobOptions:
     normal_fp_min_area: float = DEFAULT_NORMAL_FP_MIN_AREA
     examples: int = 2
     log_every: int = 50
+    # Score the predictions already saved under OUTPUT/predictions instead of predicting.
+    reuse_predictions: bool = False
+    # SegmenterConfig policy settings replaced in the registered config (e.g. fusion="hard").
+    policy: dict[str, Any] = field(default_factory=dict)
+    compare: bool = True  # also score the policy's alternatives from the same predictions
 
 
 def run_evaluate_job(options: EvaluateJobOptions) -> EvaluationResult:
-    """Load the models, evaluate ``options.data``, write the report, log it all to MLflow."""
+    """Predict ``options.data`` once into ``OUTPUT/predictions`` (or reuse that), score it
+    under the registered config, write the report, log it all to MLflow."""
     tracking_uri = resolve_tracking_uri(options.tracking_uri)
     models, config = load_model_set(
         tracking_uri,
@@ -59,34 +69,34 @@ def run_evaluate_job(options: EvaluateJobOptions) -> EvaluationResult:
         names=options.names,
         device="cpu",
     )
+    config = replace(config, **options.policy) if options.policy else config
     segmenter = Segmenter(models, config, device=options.device)
-    baseline = None
-    if options.baseline:
-        baseline = load_baseline(
-            tracking_uri,
-            alias=options.baseline_alias or options.model_alias,
-            version=options.baseline_version,
-            names=options.names,
+    output = Path(options.output)
+    directory = output / PREDICTIONS_DIR
+    if options.reuse_predictions:
+        predictions = load_predictions(directory)
+        log.info("scoring the %d saved predictions in %s", len(predictions.cases), directory)
+    else:
+        records = _records(options, tracking_uri)
+        log.info("predicting %d images from %s on %s", len(records), options.data, segmenter.device)
+        predictions = predict_split(
+            records,
+            segmenter,
+            directory,
+            _baseline(options, tracking_uri),
+            batch_size=options.batch_size,
+            log_every=options.log_every,
         )
-        if baseline is None:
-            log.warning("no registered baseline found; evaluating the fused model only")
-
-    records = discover(options.data)
-    if options.split != "all":
-        assigned = logged_splits(tracking_uri, options)
-        records = records_in_split(records, options.split, assigned)
-        log.info("%d images in the %s split", len(records), options.split)
-    if options.limit is not None:
-        records = records[: options.limit]
-    log.info("evaluating %d images from %s on %s", len(records), options.data, segmenter.device)
-    result = evaluate_corpus(
-        records,
-        segmenter,
-        baseline,
-        batch_size=options.batch_size,
+    result = evaluate_predictions(
+        predictions,
+        config,
         normal_fp_min_area=options.normal_fp_min_area,
-        log_every=options.log_every,
+        model_versions=models.versions,
     )
+    if options.compare:
+        result.summary["alternatives"] = compare_policies(
+            predictions, config, options.normal_fp_min_area
+        )
     model = (
         f"version {options.model_version}"
         if options.model_version
@@ -98,20 +108,39 @@ def run_evaluate_job(options: EvaluateJobOptions) -> EvaluationResult:
         "split": options.split,
         "tracking_uri": tracking_uri,
     }
+    if options.policy:
+        context["policy overrides"] = ", ".join(f"{k}={v}" for k, v in options.policy.items())
     result.summary["context"] = context
-    output = Path(options.output)
-    paths = write_report(
-        result,
-        output,
-        segmenter=segmenter,
-        baseline=baseline,
-        examples=options.examples,
-        context=context,
-    )
-    _log_to_mlflow(result, options, tracking_uri, output, segmenter, baseline is not None)
+    paths = write_report(result, output, config=config, examples=options.examples, context=context)
+    _log_to_mlflow(result, options, tracking_uri, output, segmenter, result.settings["baseline"])
     print(summary_table(result.summary))
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
     return result
+
+
+def _records(options: EvaluateJobOptions, tracking_uri: str) -> list:
+    records = discover(options.data)
+    if options.split != "all":
+        assigned = logged_splits(tracking_uri, options)
+        records = records_in_split(records, options.split, assigned)
+        log.info("%d images in the %s split", len(records), options.split)
+    if options.limit is not None:
+        records = records[: options.limit]
+    return records
+
+
+def _baseline(options: EvaluateJobOptions, tracking_uri: str):
+    if not options.baseline:
+        return None
+    baseline = load_baseline(
+        tracking_uri,
+        alias=options.baseline_alias or options.model_alias,
+        version=options.baseline_version,
+        names=options.names,
+    )
+    if baseline is None:
+        log.warning("no registered baseline found; evaluating the fused model only")
+    return baseline
 
 
 def logged_splits(tracking_uri: str, options: EvaluateJobOptions) -> dict[str, str]:
@@ -176,6 +205,11 @@ def summary_metrics(summary: dict) -> dict[str, float]:
             for metric in ("n", "dice", "iou", "hd95", "normal_fp_rate"):
                 metrics[f"{group[4:]}_{_key(name)}_{metric}"] = figures[metric]
     metrics["routing_accuracy"] = summary["routing"]["accuracy"]
+    metrics["routing_auc"] = summary["routing"]["auc"]
+    metrics["presence_auc"] = summary["presence"]["auc"]
+    metrics["miss_rate"] = summary["miss_rate"]
+    for key in ("mean", "low", "high"):
+        metrics[f"fused_minus_baseline_dice_{key}"] = (summary.get("bootstrap") or {}).get(key)
     return {k: float(v) for k, v in metrics.items() if v is not None}
 
 

@@ -8,9 +8,8 @@ Layout of the output folder::
     DIR/dice_histogram.png    Dice of tumor images, fused and baseline
     DIR/overlays/*.png        best / median / worst tumor images per method
 
-Overlays need the predicted masks, which the rows do not keep (a corpus of
-thousands of masks would not fit in memory): the few example images are loaded
-and segmented again with the same models.
+Overlays are drawn from the saved predictions (``tumorseg.evaluation.predictions``):
+no network runs again.
 """
 
 from __future__ import annotations
@@ -23,16 +22,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
-from tumorseg.evaluation.evaluate import (
-    ROW_FIELDS,
-    EvaluationResult,
-    load_example,
-    predict_examples,
-    record_from_row,
-)
-from tumorseg.inference.segmenter import Segmenter
+from tumorseg.config import SegmenterConfig
+from tumorseg.data.records import ImageRecord
+from tumorseg.evaluation.evaluate import ROW_FIELDS, EvaluationResult, case_masks
+from tumorseg.evaluation.examples import load_example
+from tumorseg.evaluation.predictions import case_id
 
 ROWS_FILE = "rows.parquet"
 SUMMARY_FILE = "summary.json"
@@ -130,63 +124,62 @@ def pick_examples(
 
 
 def write_overlays(
-    rows: Sequence[Mapping[str, Any]],
+    result: EvaluationResult,
     output: str | os.PathLike[str],
-    segmenter: Segmenter,
-    baseline: nn.Module | None = None,
+    config: SegmenterConfig,
     *,
     per_kind: int = 2,
-    baseline_networks=None,
+    limits=None,
 ) -> list[dict[str, Any]]:
-    """Overlay PNGs of the example images; one entry per PNG (method, kind, row, file)."""
+    """Overlay PNGs of the example images, drawn from the saved predictions (no network
+    runs again); one entry per PNG (method, kind, row, file)."""
     from tumorseg.tracking.plots import overlay_png
 
-    methods = ["fused"] + (["baseline"] if baseline is not None else [])
-    chosen = {method: pick_examples(rows, method, per_kind) for method in methods}
-    needed: dict[str, Mapping[str, Any]] = {}
-    for kinds in chosen.values():
-        for picked in kinds.values():
-            for row in picked:
-                needed.setdefault(row["image_id"], row)
-    if not needed:
+    predictions = result.predictions
+    if predictions is None:
         return []
-    examples = [
-        load_example(record_from_row(row), segmenter.config.limits) for row in needed.values()
-    ]
-    predictions = predict_examples(examples, segmenter, baseline, baseline_networks)
-    by_id = {
-        example.record.image_id: (example, prediction)
-        for example, prediction in zip(examples, predictions, strict=True)
-    }
+    by_id = {case.case_id: case for case in predictions.cases}
+    methods = ["fused"] + (["baseline"] if result.summary.get("baseline") else [])
     folder = Path(output) / OVERLAY_DIR
-    folder.mkdir(parents=True, exist_ok=True)
     entries = []
     for method in methods:
-        for kind, picked in chosen[method].items():
+        for kind, picked in pick_examples(result.rows, method, per_kind).items():
             for rank, row in enumerate(picked, start=1):
-                example, prediction = by_id[row["image_id"]]
-                mask = prediction.fused if method == "fused" else prediction.baseline
+                case = by_id[case_id(record_from_row(row))]
+                gray = load_example(case.record(), limits).gray
+                _, masks = case_masks(predictions, case, config)
+                folder.mkdir(parents=True, exist_ok=True)
                 name = f"{method}_{kind}{rank}_{_slug(row['image_id'])}.png"
-                path = overlay_png(example.gray, example.truth, mask, folder / name)
+                path = overlay_png(gray, predictions.truth(case), masks[method], folder / name)
                 entries.append({"method": method, "kind": kind, "row": row, "file": Path(path)})
     return entries
+
+
+def record_from_row(row: Mapping[str, Any]) -> ImageRecord:
+    """The record a row was made from (enough to reload the image and its masks)."""
+    return ImageRecord(
+        image_id=row["image_id"],
+        path=row["path"],
+        mask_paths=tuple(row.get("mask_paths") or ()),
+        label=row.get("label"),
+        patient_id=row.get("patient_id"),
+        frame=row.get("frame"),
+    )
 
 
 def write_report(
     result: EvaluationResult,
     output: str | os.PathLike[str],
     *,
-    segmenter: Segmenter | None = None,
-    baseline: nn.Module | None = None,
+    config: SegmenterConfig | None = None,
     examples: int = 2,
     context: Mapping[str, Any] | None = None,
-    baseline_networks=None,
 ) -> dict[str, Path]:
     """Write every output into ``output``; returns name → path.
 
-    ``segmenter`` (and ``baseline``) are needed for the overlays only; without a
-    segmenter, or with ``examples=0``, the report has none. ``context`` is shown
-    at the top of the report (data source, model alias, …).
+    ``config`` (the one the rows were scored under) is needed for the overlays only;
+    without it, or with ``examples=0``, the report has none. ``context`` is shown at
+    the top of the report (data source, model alias, …).
     """
     folder = Path(output)
     folder.mkdir(parents=True, exist_ok=True)
@@ -196,15 +189,8 @@ def write_report(
         "histogram": dice_histogram_png(result.rows, folder / HISTOGRAM_FILE),
     }
     overlays = []
-    if segmenter is not None and examples > 0:
-        overlays = write_overlays(
-            result.rows,
-            folder,
-            segmenter,
-            baseline,
-            per_kind=examples,
-            baseline_networks=baseline_networks,
-        )
+    if config is not None and examples > 0:
+        overlays = write_overlays(result, folder, config, per_kind=examples, limits=config.limits)
     report = folder / REPORT_FILE
     report.write_text(render_markdown(result.summary, overlays, folder, context))
     paths["report"] = report
@@ -235,9 +221,22 @@ def summary_table(summary: Mapping[str, Any]) -> str:
             f"  route {route:<14} n={group['n']:<5} Dice {_num(group['dice'])}  "
             f"IoU {_num(group['iou'])}  HD95 {_num(group['hd95'], 1)}"
         )
+    boot = summary.get("bootstrap")
+    if boot and boot.get("n"):
+        lines.append(
+            f"fused - baseline Dice {_num(boot['mean'], signed=True)}, 95% CI "
+            f"[{_num(boot['low'], signed=True)}, {_num(boot['high'], signed=True)}]"
+        )
+    lines.append(
+        f"missed tumors {_num(summary.get('miss_rate'))}, FP on normal images "
+        f"{_num(summary.get('normal_fp_rate'))}"
+    )
     routing = summary.get("routing") or {}
     if routing.get("n"):
-        lines.append(f"routing accuracy {_num(routing['accuracy'])} on {routing['n']} tumor images")
+        lines.append(
+            f"routing accuracy {_num(routing['accuracy'])}, AUC {_num(routing.get('auc'))} "
+            f"on {routing['n']} tumor images"
+        )
     return "\n".join(lines)
 
 
@@ -266,26 +265,45 @@ def render_markdown(
         "",
         "## Overall",
         "",
-        "| method | Dice | IoU | HD95 | Dice median | HD95 median | normal FP rate |",
-        "|---|---|---|---|---|---|---|",
+        "| method | Dice | IoU | HD95 | Dice median | HD95 median | missed tumors "
+        "| normal FP rate |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for method in ("fused", "baseline"):
         figures = summary.get(method)
         if figures is None:
-            out.append(f"| {method} | not evaluated | | | | | |")
+            out.append(f"| {method} | not evaluated | | | | | | |")
             continue
         out.append(
             f"| {method} | {_num(figures['dice'])} | {_num(figures['iou'])} | "
             f"{_num(figures['hd95'], 1)} | {_num(figures['dice_median'])} | "
-            f"{_num(figures['hd95_median'], 1)} | {_num(figures['normal_fp_rate'])} |"
+            f"{_num(figures['hd95_median'], 1)} | {_num(figures.get('miss_rate'))} | "
+            f"{_num(figures['normal_fp_rate'])} |"
         )
     delta = summary.get("fused_minus_baseline")
     if delta:
         out.append(
             f"| fused − baseline | {_num(delta['dice'], signed=True)} | "
             f"{_num(delta['iou'], signed=True)} | {_num(delta['hd95'], 1, signed=True)} | | | "
+            f"{_num(delta.get('miss_rate'), signed=True)} | "
             f"{_num(delta['normal_fp_rate'], signed=True)} |"
         )
+    boot = summary.get("bootstrap")
+    if boot and boot.get("n"):
+        out += [
+            "",
+            f"Fused − baseline Dice {_num(boot['mean'], signed=True)}, paired bootstrap 95 % "
+            f"interval [{_num(boot['low'], signed=True)}, {_num(boot['high'], signed=True)}] "
+            f"({boot['resamples']} resamples of {boot['n']} tumor images).",
+        ]
+    policy = (summary.get("settings") or {}).get("policy")
+    if policy:
+        out += ["", "Policy: " + ", ".join(f"`{k}={v}`" for k, v in policy.items()) + "."]
+    out += ["", "## Each branch on every tumor image", "", *_branch_lines(summary)]
+    if summary.get("alternatives"):
+        out += ["", "## Alternatives, from the same predictions", ""]
+        out += _alternative_lines(summary["alternatives"])
+    out += ["", "## Tumor presence", "", *_presence_lines(summary)]
     sections = (
         ("per_route", "By predicted route", "route"),
         ("per_label", "By dataset label", "label"),
@@ -345,6 +363,70 @@ def _group_table(groups: Mapping[str, Mapping[str, Any]], column: str) -> list[s
     return lines
 
 
+def _branch_lines(summary: Mapping[str, Any]) -> list[str]:
+    branches = summary.get("branches") or {}
+    if not branches:
+        return ["No tumor images."]
+    names = {
+        "graynet": "gray net",
+        "fcn_graynet": "multi-scale FCN, first pass guided by the gray net",
+        "fcn_own": "multi-scale FCN, first pass guided by its coarse seed",
+        "baseline": "baseline (one unrouted network)",
+        "fused": "fused pipeline",
+    }
+    lines = [
+        "| network | Dice, all tumor images | homogeneous | heterogeneous |",
+        "|---|---|---|---|",
+    ]
+    for key, figures in branches.items():
+        if figures.get("dice") is None:
+            continue
+        per = figures.get("per_true_class") or {}
+        lines.append(
+            f"| {names.get(key, key)} | {_num(figures['dice'])} | "
+            f"{_num(per.get('homogeneous'))} | {_num(per.get('heterogeneous'))} |"
+        )
+    return lines
+
+
+def _alternative_lines(alternatives: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    lines = [
+        "Each row changes the named settings of the chosen policy (`chosen`) and keeps the "
+        "rest; fused − baseline Dice with its paired bootstrap 95 % interval.",
+        "",
+        "| policy | Dice | HD95 | fused − baseline [95 % CI] | missed | normal FP "
+        "| routing AUC | on FCN route |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, f in alternatives.items():
+        low, high = f.get("minus_baseline_low"), f.get("minus_baseline_high")
+        interval = (
+            f"{_num(f['minus_baseline'], signed=True)} "
+            f"[{_num(low, signed=True)}, {_num(high, signed=True)}]"
+            if f.get("minus_baseline") is not None
+            else "–"
+        )
+        lines.append(
+            f"| {name} | {_num(f['dice'])} | {_num(f['hd95'], 1)} | {interval} | "
+            f"{_num(f['miss_rate'])} | {_num(f['normal_fp_rate'])} | {_num(f['routing_auc'])} | "
+            f"{_num(f['fcn_share'], 2)} |"
+        )
+    return lines
+
+
+def _presence_lines(summary: Mapping[str, Any]) -> list[str]:
+    presence = summary.get("presence") or {}
+    if not presence.get("n"):
+        return ["No images."]
+    return [
+        f"Decision accuracy {_num(presence.get('accuracy'))} on {presence['n']} images; "
+        f"missed tumors {_num(summary.get('miss_rate'))}, false positives on normal images "
+        f"{_num(summary.get('normal_fp_rate'))}. AUC of the tumor probability "
+        f"{_num(presence.get('auc'))} (classifier {_num(presence.get('classifier_auc'))}, "
+        f"gray net map peak {_num(presence.get('map_peak_auc'))}).",
+    ]
+
+
 def _routing_lines(routing: Mapping[str, Any]) -> list[str]:
     if not routing.get("n"):
         return ["No tumor images."]
@@ -352,7 +434,8 @@ def _routing_lines(routing: Mapping[str, Any]) -> list[str]:
     routes = list(next(iter(confusion.values())))
     lines = [
         f"Accuracy {_num(routing['accuracy'])} on {routing['n']} tumor images, mean "
-        f"confidence {_num(routing['mean_confidence'])}.",
+        f"confidence {_num(routing['mean_confidence'])}; AUC of p(heterogeneous) "
+        f"{_num(routing.get('auc'))} (the classifier's {_num(routing.get('classifier_auc'))}).",
         "",
         "| true class \\ predicted route | " + " | ".join(routes) + " |",
         "|---|" + "---|" * len(routes),

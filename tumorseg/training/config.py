@@ -62,9 +62,9 @@ class TrainConfig:
     # on the homogeneous shard only (in-house pretraining: no hub weights); "scratch":
     # random initialisation.
     graynet_init: Literal["scratch", "baseline"] = "scratch"
-    # Choose the router's p(heterogeneous) threshold on the validation split
-    # (tumorseg.training.route_threshold); off: keep the segmenter config's.
-    tune_route_threshold: bool = True
+    # Choose presence, route, fusion and post-processing on the validation split's saved
+    # predictions (tumorseg.evaluation.policy); off: keep the segmenter config's.
+    choose_policy: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -129,7 +129,7 @@ def _cpu() -> TrainConfig:
     multiscale = MultiScaleConfig(canvas_size=256, pass_tiles=(50, 80, 100))
     return TrainConfig(
         segmenter=SegmenterConfig(networks=networks, multiscale=multiscale),
-        classifier=ModelBudget(epochs=8, batch_size=16, learning_rate=1e-3),
+        classifier=ModelBudget(epochs=12, batch_size=16, learning_rate=1e-3),
         graynet=ModelBudget(epochs=12, batch_size=8, learning_rate=1e-3),
         fcn=ModelBudget(epochs=24, batch_size=64, learning_rate=2e-3),
         baseline=ModelBudget(epochs=20, batch_size=8, learning_rate=1e-3),

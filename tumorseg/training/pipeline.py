@@ -23,7 +23,14 @@ import ray
 from torch import nn
 
 from tumorseg.data import ImageRecord
-from tumorseg.evaluation import evaluate_corpus, records_in_split, write_report
+from tumorseg.evaluation import (
+    choose_policy,
+    evaluate_predictions,
+    predict_split,
+    records_in_split,
+    write_report,
+)
+from tumorseg.evaluation.evaluate import policy_settings
 from tumorseg.inference import ModelSet, Segmenter
 from tumorseg.inference.models import example_inputs
 from tumorseg.networks import FUSED_ROLES, build_network
@@ -31,7 +38,6 @@ from tumorseg.tracking import ModelNames, promote_if_better, register_model_set
 from tumorseg.tracking.plots import learning_curve_png
 from tumorseg.training.config import TrainConfig
 from tumorseg.training.corpus import PreparedCorpus, prepare_corpus, role_datasets
-from tumorseg.training.route_threshold import branch_dice, choose_route_threshold
 from tumorseg.training.trainer import FitResult, build_trainer, fit
 
 log = logging.getLogger("tumorseg.training")
@@ -72,9 +78,7 @@ def run_training(
         for role in roles:
             _log_child(parent.info.run_id, fits[role], config)
         val_records = records_in_split(records, "val", corpus.splits)
-        if config.tune_route_threshold:
-            config = _tune_route_threshold(models, config, val_records)
-        summary = _validate(models, config, val_records)
+        config, summary = _validate(models, config, val_records)
         fused_dice = _figure(summary.get("fused"), "dice")  # NaN: no tumor image in val
         baseline_dice = _figure(summary.get("baseline"), "dice")
         if np.isnan(fused_dice):
@@ -160,48 +164,36 @@ def _validate(
     models: dict[str, nn.Module],
     config: TrainConfig,
     val_records: list[ImageRecord],
-) -> dict[str, Any]:
-    """The fused pipeline (and the baseline) on the validation images, at native size.
+) -> tuple[TrainConfig, dict[str, Any]]:
+    """Predict the validation split once; choose the policy from those predictions
+    (presence, route, fusion, post-processing) and score the pipeline under it.
 
-    The evaluation report (rows, Dice histogram, best/median/worst overlays) is
-    logged under ``validation/``.
+    Returns the config with the chosen policy and the summary. The report (rows,
+    summary, the choice's sweeps, overlays) is logged under ``validation/``; the
+    validation figures are optimistic (the policy was chosen on the same images).
     """
     segmenter = _segmenter(models, config)
-    baseline = models.get("baseline")
-    result = evaluate_corpus(val_records, segmenter, baseline)
     with tempfile.TemporaryDirectory() as directory:
+        predictions = predict_split(
+            val_records, segmenter, Path(directory, "predictions"), models.get("baseline")
+        )
+        if config.choose_policy:
+            chosen, choice = choose_policy(predictions, config.segmenter)
+            config = replace(config, segmenter=chosen)
+            mlflow.log_params({f"policy.{k}": v for k, v in policy_settings(chosen).items()})
+            mlflow.log_dict(choice, "policy.json")
+        result = evaluate_predictions(
+            predictions, config.segmenter, model_versions=segmenter.models.versions
+        )
+        report = Path(directory, "report")
         write_report(
             result,
-            directory,
-            segmenter=segmenter,
-            baseline=baseline,
+            report,
+            config=config.segmenter,
             context={"split": "val", "models": "this run's"},
         )
-        mlflow.log_artifacts(directory, artifact_path="validation")
-    return result.summary
-
-
-def _tune_route_threshold(
-    models: dict[str, nn.Module], config: TrainConfig, val_records: list[ImageRecord]
-) -> TrainConfig:
-    """The config with the router threshold that fuses best on the validation split."""
-    images = branch_dice(_segmenter(models, config), val_records)
-    default = config.segmenter.route_threshold
-    threshold, sweep = choose_route_threshold(images, default)
-    if sweep:
-        log.info(
-            "route threshold %.2f: fused Dice %.3f on %d validation tumor images (%.3f at %.2f)",
-            threshold,
-            sweep[threshold],
-            len(images),
-            sweep.get(default, float("nan")),
-            default,
-        )
-    else:
-        log.warning("no validation tumor image: the route threshold stays %.2f", threshold)
-    mlflow.log_params({"route_threshold": threshold, "route_threshold_images": len(images)})
-    mlflow.log_dict({f"{t:.2f}": dice for t, dice in sweep.items()}, "route_threshold.json")
-    return replace(config, segmenter=replace(config.segmenter, route_threshold=threshold))
+        mlflow.log_artifacts(str(report), artifact_path="validation")
+    return config, result.summary
 
 
 def _segmenter(models: dict[str, nn.Module], config: TrainConfig) -> Segmenter:

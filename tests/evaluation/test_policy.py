@@ -1,0 +1,66 @@
+"""Choosing the policy from saved predictions, on hand-made cases with a known answer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hand_made import hand_predictions
+
+from tumorseg.config import SegmenterConfig
+from tumorseg.evaluation import choose_policy
+from tumorseg.evaluation.policy import compare_policies, plateau_centre
+
+
+def square(y: int, x: int, side: int = 20, size: int = 64) -> np.ndarray:
+    mask = np.zeros((size, size), bool)
+    mask[y : y + side, x : x + side] = True
+    return mask
+
+
+@pytest.fixture
+def predictions(tmp_path):
+    """A: homogeneous lesion the gray net finds and the FCN misses, classifier sure it is
+    homogeneous; B: heterogeneous lesion the gray net misplaces and the FCN (guided by
+    the gray net) finds, classifier sure it is heterogeneous; N: a normal image where
+    the gray net sees a weak blob and the classifier says "normal"."""
+    a, b = square(10, 10), square(30, 30)
+    empty = np.zeros((64, 64), np.float32)
+    items = [
+        ("A", a, {"graynet": a * 1.0, "fcn_graynet": empty, "fcn_own": empty}, (0.05, 0.8, 0.15)),
+        (
+            "B",
+            b,
+            {"graynet": square(5, 40) * 1.0, "fcn_graynet": b * 1.0, "fcn_own": empty},
+            (0.05, 0.1, 0.85),
+        ),
+        ("N", np.zeros((64, 64), bool), {"graynet": square(0, 0) * 0.6}, (0.9, 0.05, 0.05)),
+    ]
+    return hand_predictions(tmp_path, items)
+
+
+def test_choice_finds_the_known_best_policy(predictions) -> None:
+    config, report = choose_policy(predictions, SegmenterConfig())
+    assert config.route_source == "classifier"  # the score cannot tell A from B here
+    assert config.fcn_guide == "graynet"  # the FCN on its own seed finds nothing
+    # p(heterogeneous | tumor): A 0.158, B 0.895; every threshold between them is right
+    assert 0.158 < config.route_threshold < 0.895
+    assert report["segmentation"]["dice"] == pytest.approx(1.0)
+    # presence: the classifier separates N (p_tumor 0.1) from A and B (0.95)
+    assert config.presence_source == "classifier"
+    assert 0.1 < config.presence_threshold <= 0.95
+    assert report["presence_sweep"]["none"] == pytest.approx(2 / 3)  # N would score 0
+
+
+def test_alternatives_are_scored_from_the_same_predictions(predictions) -> None:
+    config, _ = choose_policy(predictions, SegmenterConfig())
+    table = compare_policies(predictions, config, 0.001)
+    assert table["chosen"]["dice"] == pytest.approx(1.0)
+    assert table["chosen"]["normal_fp_rate"] == 0.0 and table["chosen"]["miss_rate"] == 0.0
+    assert table["no presence decision"]["normal_fp_rate"] == 1.0
+    assert table["FCN first pass guided by its own coarse seed"]["dice"] == pytest.approx(0.5)
+    assert table["gray net alone (every image homogeneous)"]["dice"] == pytest.approx(0.5)
+
+
+def test_plateau_centre_keeps_the_middle_of_the_best_run() -> None:
+    assert plateau_centre({0.1: 0.5, 0.2: 0.9, 0.3: 0.9, 0.4: 0.9, 0.5: 0.2}) == (0.3, 0.9)
+    assert plateau_centre({0.1: 0.4}) == (0.1, 0.4)
