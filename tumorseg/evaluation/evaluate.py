@@ -268,8 +268,9 @@ def score_case(
         for branch in BRANCHES:
             row[f"{branch}_dice"] = score_masks(masks[branch], truth).dice
     fcn_ran = decision.tumor_present and decision.route == "heterogeneous"
+    fcn_seconds = case.seconds_fcn if config.fcn_guide == "graynet" else case.seconds_fcn_own
     row["fused_seconds"] = (case.seconds_first_stage or 0.0) + (
-        (case.seconds_fcn or 0.0) if fcn_ran else 0.0
+        (fcn_seconds or 0.0) if fcn_ran else 0.0
     )
     row["baseline_seconds"] = case.seconds_baseline
     return row
@@ -402,6 +403,7 @@ def _method_figures(rows: Sequence[Mapping[str, Any]], method: str) -> dict[str,
         "hd95_median": _median(row[f"{method}_hd95"] for row in tumor),
         "miss_rate": _mean(row.get(f"{method}_missed") for row in tumor),
         "normal_fp_rate": _mean(row[f"{method}_fp"] for row in normal),
+        "seconds_per_image": _mean(row.get(f"{method}_seconds") for row in rows),
     }
 
 

@@ -73,6 +73,7 @@ class Case:
     map_score: float | None = None
     seconds_first_stage: float | None = None  # classifier + gray net, per image
     seconds_fcn: float | None = None  # the FCN guided by the gray net, per image
+    seconds_fcn_own: float | None = None  # the FCN with its own coarse seed, per image
     seconds_baseline: float | None = None
     error: str | None = None
 
@@ -270,7 +271,9 @@ def _predict_examples(
     start = time.perf_counter()
     fcn_graynet = _with_guide(segmenter, "graynet").fcn_probabilities(grays, graynet)
     fcn_seconds = (time.perf_counter() - start) / n
+    start = time.perf_counter()
     fcn_own = _with_guide(segmenter, "own").fcn_probabilities(grays)
+    fcn_own_seconds = (time.perf_counter() - start) / n
     maps: list[dict[str, np.ndarray]] = [
         {"graynet": g, "fcn_graynet": f, "fcn_own": o}
         for g, f, o in zip(graynet, fcn_graynet, fcn_own, strict=True)
@@ -286,7 +289,12 @@ def _predict_examples(
         baseline_seconds = (time.perf_counter() - start) / n
         for entry, probability in zip(maps, probabilities, strict=True):
             entry["baseline"] = probability
-    seconds = {"first_stage": first, "fcn": fcn_seconds, "baseline": baseline_seconds}
+    seconds = {
+        "first_stage": first,
+        "fcn": fcn_seconds,
+        "fcn_own": fcn_own_seconds,
+        "baseline": baseline_seconds,
+    }
     return [
         (entry, first_stage_evidence(gray, p, entry["graynet"], segmenter.config), seconds)
         for gray, p, entry in zip(grays, classes, maps, strict=True)
@@ -327,6 +335,7 @@ def _save_case(
         "map_score": evidence.map_score,
         "seconds_first_stage": seconds["first_stage"],
         "seconds_fcn": seconds["fcn"],
+        "seconds_fcn_own": seconds["fcn_own"],
         "seconds_baseline": seconds["baseline"],
     }
     case = dataclasses.replace(case, **filled)

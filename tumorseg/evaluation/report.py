@@ -266,19 +266,19 @@ def render_markdown(
         "## Overall",
         "",
         "| method | Dice | IoU | HD95 | Dice median | HD95 median | missed tumors "
-        "| normal FP rate |",
-        "|---|---|---|---|---|---|---|---|",
+        "| normal FP rate | s / image |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for method in ("fused", "baseline"):
         figures = summary.get(method)
         if figures is None:
-            out.append(f"| {method} | not evaluated | | | | | | |")
+            out.append(f"| {method} | not evaluated | | | | | | | |")
             continue
         out.append(
             f"| {method} | {_num(figures['dice'])} | {_num(figures['iou'])} | "
             f"{_num(figures['hd95'], 1)} | {_num(figures['dice_median'])} | "
             f"{_num(figures['hd95_median'], 1)} | {_num(figures.get('miss_rate'))} | "
-            f"{_num(figures['normal_fp_rate'])} |"
+            f"{_num(figures['normal_fp_rate'])} | {_num(figures.get('seconds_per_image'), 4)} |"
         )
     delta = summary.get("fused_minus_baseline")
     if delta:
@@ -286,7 +286,7 @@ def render_markdown(
             f"| fused − baseline | {_num(delta['dice'], signed=True)} | "
             f"{_num(delta['iou'], signed=True)} | {_num(delta['hd95'], 1, signed=True)} | | | "
             f"{_num(delta.get('miss_rate'), signed=True)} | "
-            f"{_num(delta['normal_fp_rate'], signed=True)} |"
+            f"{_num(delta['normal_fp_rate'], signed=True)} | |"
         )
     boot = summary.get("bootstrap")
     if boot and boot.get("n"):
