@@ -53,6 +53,10 @@ class TrainConfig:
     num_workers: int = 1
     use_gpu: bool = False
     cpus_per_worker: float = 1.0
+    # Torch threads per training worker (None: Ray's default, one per CPU it holds). The
+    # networks train one after another, so on a small machine a worker may use the cores
+    # that Ray Data leaves idle.
+    torch_threads: int | None = None
     # "PACK": a network's workers on as few nodes as possible; "SPREAD": on different nodes.
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
     max_failures: int = 2
@@ -68,6 +72,8 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.torch_threads is not None and self.torch_threads < 1:
+            raise ValueError(f"torch_threads must be at least 1, got {self.torch_threads}")
         if self.graynet_init not in ("scratch", "baseline"):
             raise ValueError(
                 f"graynet_init must be 'scratch' or 'baseline', not {self.graynet_init!r}"
@@ -139,6 +145,9 @@ def _cpu() -> TrainConfig:
             passes=(50, 80, 100), guided_copies=1, max_tiles_per_image=120, seed_copies=4
         ),
         cpus_per_worker=1.0,
+        # With one thread the worker used ~1.3 of the 2 cores; two threads made a
+        # baseline training step 1.55x faster (460 vs 715 ms, README "Measured").
+        torch_threads=2,
         graynet_init="baseline",
     )
 

@@ -38,6 +38,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     budget = config.budget(role)
     networks = config.segmenter.networks
     torch.manual_seed(config.seed)
+    if config.torch_threads:
+        torch.set_num_threads(config.torch_threads)
     device = ray.train.torch.get_device()
 
     network = build_network(role, networks)
