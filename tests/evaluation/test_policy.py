@@ -64,3 +64,27 @@ def test_alternatives_are_scored_from_the_same_predictions(predictions) -> None:
 def test_plateau_centre_keeps_the_middle_of_the_best_run() -> None:
     assert plateau_centre({0.1: 0.5, 0.2: 0.9, 0.3: 0.9, 0.4: 0.9, 0.5: 0.2}) == (0.3, 0.9)
     assert plateau_centre({0.1: 0.4}) == (0.1, 0.4)
+
+
+def test_presence_keeps_the_miss_rate_under_its_cap(tmp_path) -> None:
+    """C is a tumor that looks more normal than N to every source and that the gray net
+    misplaces: dropping it with N costs no Dice, but missing a tumor is capped."""
+    from tumorseg.evaluation.policy import choose_presence
+
+    c = square(10, 10)
+    items = [
+        ("A", square(30, 30), {"graynet": square(30, 30) * 1.0}, (0.05, 0.9, 0.05)),
+        ("C", c, {"graynet": square(14, 14) * 0.2 + square(40, 40) * 0.9}, (0.8, 0.1, 0.1)),
+        ("N", np.zeros((64, 64), bool), {"graynet": square(0, 40) * 0.95}, (0.7, 0.2, 0.1)),
+    ]
+    predictions = hand_predictions(tmp_path, items)
+    config = SegmenterConfig(route_source="classifier", largest_component_routes=())
+    free, _ = choose_presence(predictions, config, max_miss_rate=1.0)
+    capped, _ = choose_presence(predictions, config, max_miss_rate=0.0)
+    # uncapped, the classifier drops N and C alike (C scores 0 either way)
+    assert free["presence_source"] == "classifier" and 0.3 < free["presence_threshold"] <= 0.95
+    assert capped["presence_source"] in ("none", "classifier", "map", "both")
+    probe = SegmenterConfig(**{**config.__dict__, **capped})
+    from tumorseg.evaluation import evaluate_predictions
+
+    assert evaluate_predictions(predictions, probe).summary["miss_rate"] == 0.0
