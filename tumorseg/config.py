@@ -118,7 +118,8 @@ class SegmenterConfig:
       :attr:`MultiScaleConfig.coarse_seed`).
 
     The training job chooses these on the validation split from saved predictions
-    (:mod:`tumorseg.evaluation.policy`); the defaults are what it chose on BUSI.
+    (:mod:`tumorseg.evaluation.policy`) and registers its choice with the models; the
+    defaults only serve untrained segmenters and jobs run with ``--no-choose-policy``.
     """
 
     triage: TriageConfig = field(default_factory=TriageConfig)
