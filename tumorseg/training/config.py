@@ -121,7 +121,7 @@ def _smoke() -> TrainConfig:
 
 
 def _cpu() -> TrainConfig:
-    """The whole BUSI corpus on a 2-core machine in under 40 minutes (36.5 and 37.5 measured)."""
+    """The whole BUSI corpus on a 2-core machine in under 40 minutes (35.5 measured)."""
     networks = NetworkConfig(
         classifier_size=128,
         classifier_channels=(16, 32, 64, 96),
