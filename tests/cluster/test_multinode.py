@@ -140,7 +140,9 @@ def test_training_spreads_over_both_nodes_and_survives_losing_one(trained, mlflo
     restarts = {run.data.params["role"]: int(run.data.params["restarts"]) for run in children}
     assert max(restarts.values()) >= 1, f"no network resumed from a checkpoint: {restarts}"
     for run in children:  # every network ran all its epochs, resumed rather than restarted
-        epochs = client.get_metric_history(run.info.run_id, "val_loss")
+        # (train_loss: on 24 images a network's validation shard may be empty, e.g. the
+        # FCN's, which holds heterogeneous lesions only, and then has no val_loss)
+        epochs = client.get_metric_history(run.info.run_id, "train_loss")
         assert sorted(m.step for m in epochs) == list(range(EPOCHS))
 
 

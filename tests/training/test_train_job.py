@@ -106,22 +106,22 @@ def test_evaluate_job_on_the_trained_models_validation_split(trained, busi24, tm
     outcome, uri = trained
     repo = Path(__file__).resolve().parents[2]
     output = tmp_path / "evaluation"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(repo / "jobs" / "evaluate.py"),
-            "--data", str(busi24),
-            "--split", "val",
-            "--tracking-uri", uri,
-            "--output", str(output),
-            "--experiment", "smoke-test",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    summary = json.loads((output / "summary.json").read_text())
+
+    def evaluate(*extra: str) -> dict:
+        done = subprocess.run(
+            [
+                sys.executable, str(repo / "jobs" / "evaluate.py"),
+                "--data", str(busi24), "--split", "val", "--tracking-uri", uri,
+                "--output", str(output), "--experiment", "smoke-test", *extra,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads((output / "summary.json").read_text())
+
+    summary = evaluate()
     assert summary["n_images"] == outcome.split_counts["val"]
     for method in ("fused", "baseline"):
         assert 0.0 <= summary[method]["dice"] <= 1.0
@@ -130,20 +130,8 @@ def test_evaluate_job_on_the_trained_models_validation_split(trained, busi24, tm
     assert (output / "report.md").is_file() and list(output.glob("*.parquet"))
     assert (output / "predictions" / "cases.parquet").is_file()
     assert "## Alternatives, from the same predictions" in (output / "report.md").read_text()
-    # Rescoring the saved predictions under another policy runs no network.
-    rescored = subprocess.run(
-        [
-            sys.executable, str(repo / "jobs" / "evaluate.py"),
-            "--data", str(busi24), "--split", "val", "--tracking-uri", uri,
-            "--output", str(output), "--experiment", "smoke-test",
-            "--reuse-predictions", "--policy", "presence_source=none", "--no-compare",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )  # fmt: skip
-    assert rescored.returncode == 0, rescored.stderr[-3000:]
-    again = json.loads((output / "summary.json").read_text())
+    # The saved predictions rescored under another policy.
+    again = evaluate("--reuse-predictions", "--policy", "presence_source=none", "--no-compare")
     assert again["n_images"] == summary["n_images"]
     assert again["settings"]["policy"]["presence_source"] == "none"
     assert again["fused"]["miss_rate"] == 0.0 or again["fused"]["dice"] is None

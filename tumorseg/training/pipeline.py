@@ -140,6 +140,8 @@ def _fit_group(
         datasets = role_datasets(corpus, role, config)
         if datasets["train"].count() == 0:
             raise ValueError(f"no training data for {role}: its shard is empty (too few images?)")
+        if datasets["val"].count() == 0:
+            log.warning("%s: its validation shard is empty; its last epoch is kept", role)
         trainers[role] = build_trainer(
             role, datasets, config, storage_path, f"{run_id}-{role}", (init or {}).get(role)
         )
