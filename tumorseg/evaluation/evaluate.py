@@ -213,10 +213,10 @@ def policy_settings(config: SegmenterConfig) -> dict[str, Any]:
 
 def case_masks(
     predictions: PredictionSet, case: Case, config: SegmenterConfig
-) -> tuple[Decision, dict[str, np.ndarray]]:
-    """The decision and every mask of one saved case under ``config``: ``fused``,
-    ``baseline`` (when saved) and each branch alone (:data:`BRANCHES`)."""
-    maps = predictions.maps(case)
+) -> tuple[Decision, dict[str, np.ndarray], np.ndarray]:
+    """The decision and every mask of one saved case under ``config`` (``fused``,
+    ``baseline`` when saved, each branch alone: :data:`BRANCHES`), and its truth."""
+    maps, truth = predictions.load(case)
     decision = decide(case.evidence, config)
     fcn = maps["fcn_graynet" if config.fcn_guide == "graynet" else "fcn_own"]
     fused = final_mask(fuse(decision, maps["graynet"], fcn, config), decision, config)
@@ -226,7 +226,7 @@ def case_masks(
     for branch, (name, route) in BRANCHES.items():
         alone = Decision(True, 1.0, route, 1.0, float(route == ROUTES[1]))  # type: ignore[arg-type]
         masks[branch] = final_mask(maps[name], alone, config)
-    return decision, masks
+    return decision, masks, truth
 
 
 def score_case(
@@ -236,8 +236,7 @@ def score_case(
     if case.error is not None:
         row["error"] = case.error
         return row
-    decision, masks = case_masks(predictions, case, config)
-    truth = predictions.truth(case)
+    decision, masks, truth = case_masks(predictions, case, config)
     evidence = case.evidence
     row.update(
         route=decision.route,

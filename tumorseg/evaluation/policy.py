@@ -188,7 +188,7 @@ def plateau_centre(means: dict[float, float]) -> tuple[float, float]:
 
 def _case_table(predictions: PredictionSet, case: Case, config: SegmenterConfig) -> dict:
     """Dice of one tumor image under every setting, and its p(heterogeneous) per source."""
-    maps, truth = predictions.maps(case), predictions.truth(case)
+    maps, truth = predictions.load(case)
     table: dict[Any, Any] = {"p_het": {}, "homogeneous": {}}
     for lc in (False, True):
         table["homogeneous"][lc] = _branch_dice(maps["graynet"], "homogeneous", lc, config, truth)
@@ -226,9 +226,9 @@ def _outcome_if_present(
     from tumorseg.evaluation.evaluate import case_masks
 
     forced = dataclasses.replace(config, presence_source="none")
-    _, masks = case_masks(predictions, case, forced)
+    _, masks, truth = case_masks(predictions, case, forced)
     fused = masks["fused"]
-    return dice(fused, predictions.truth(case)), not fused.any()
+    return dice(fused, truth), not fused.any()
 
 
 #: Alternatives scored beside the chosen policy: name → settings replaced in it.

@@ -108,17 +108,21 @@ class PredictionSet:
     def good(self) -> list[Case]:
         return [case for case in self.cases if case.error is None]
 
-    def maps(self, case: Case) -> dict[str, np.ndarray]:
-        """``float32`` maps in [0, 1] by :data:`MAP_NAMES` (``baseline`` may be absent)."""
+    def load(self, case: Case) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The case's ``float32`` maps in [0, 1] by :data:`MAP_NAMES` (``baseline`` may be
+        absent) and its boolean ground truth, from one read of its file."""
         with np.load(self.directory / MAPS_DIR / f"{case.case_id}.npz") as saved:
-            return {
+            maps = {
                 name: saved[name].astype(np.float32) / 255.0 for name in MAP_NAMES if name in saved
             }
+            bits = np.unpackbits(saved["truth"], count=case.height * case.width)
+        return maps, bits.reshape(case.height, case.width).astype(bool)
+
+    def maps(self, case: Case) -> dict[str, np.ndarray]:
+        return self.load(case)[0]
 
     def truth(self, case: Case) -> np.ndarray:
-        with np.load(self.directory / MAPS_DIR / f"{case.case_id}.npz") as saved:
-            bits = np.unpackbits(saved["truth"], count=case.height * case.width)
-        return bits.reshape(case.height, case.width).astype(bool)
+        return self.load(case)[1]
 
 
 def case_id(record: ImageRecord) -> str:

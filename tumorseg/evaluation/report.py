@@ -23,10 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from tumorseg.config import SegmenterConfig
-from tumorseg.data.records import ImageRecord
 from tumorseg.evaluation.evaluate import ROW_FIELDS, EvaluationResult, case_masks
 from tumorseg.evaluation.examples import load_example
-from tumorseg.evaluation.predictions import case_id
 
 ROWS_FILE = "rows.parquet"
 SUMMARY_FILE = "summary.json"
@@ -138,33 +136,21 @@ def write_overlays(
     predictions = result.predictions
     if predictions is None:
         return []
-    by_id = {case.case_id: case for case in predictions.cases}
+    by_id = {(case.image_id, case.frame): case for case in predictions.cases}
     methods = ["fused"] + (["baseline"] if result.summary.get("baseline") else [])
     folder = Path(output) / OVERLAY_DIR
     entries = []
     for method in methods:
         for kind, picked in pick_examples(result.rows, method, per_kind).items():
             for rank, row in enumerate(picked, start=1):
-                case = by_id[case_id(record_from_row(row))]
+                case = by_id[(row["image_id"], row["frame"])]
                 gray = load_example(case.record(), limits).gray
-                _, masks = case_masks(predictions, case, config)
+                _, masks, truth = case_masks(predictions, case, config)
                 folder.mkdir(parents=True, exist_ok=True)
                 name = f"{method}_{kind}{rank}_{_slug(row['image_id'])}.png"
-                path = overlay_png(gray, predictions.truth(case), masks[method], folder / name)
+                path = overlay_png(gray, truth, masks[method], folder / name)
                 entries.append({"method": method, "kind": kind, "row": row, "file": Path(path)})
     return entries
-
-
-def record_from_row(row: Mapping[str, Any]) -> ImageRecord:
-    """The record a row was made from (enough to reload the image and its masks)."""
-    return ImageRecord(
-        image_id=row["image_id"],
-        path=row["path"],
-        mask_paths=tuple(row.get("mask_paths") or ()),
-        label=row.get("label"),
-        patient_id=row.get("patient_id"),
-        frame=row.get("frame"),
-    )
 
 
 def write_report(
