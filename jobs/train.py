@@ -47,6 +47,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=["scratch", "baseline"],
         help="start the gray net from the baseline's weights or from scratch (default: preset's)",
     )
+    parser.add_argument(
+        "--classifier-init",
+        choices=["scratch", "baseline"],
+        help="start the ResNet classifier from the baseline's encoder or from scratch "
+        "(default: preset's)",
+    )
     _switch(
         parser,
         "--choose-policy",
@@ -79,6 +85,7 @@ def main() -> None:
             concurrent=args.concurrent,
             train_baseline=args.baseline,
             graynet_init=args.graynet_init,
+            classifier_init=args.classifier_init,
             choose_policy=args.choose_policy,
             seed=args.seed,
         )

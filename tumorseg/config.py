@@ -54,12 +54,19 @@ class NetworkConfig:
 
     classifier_size: int = 128
     classifier_channels: tuple[int, ...] = (16, 32, 64, 128)
+    # "cnn": a small strided CNN of ``classifier_channels``; "resnet": the gray net's
+    # ResNet encoder with a pooled head, so that it can start from the baseline's
+    # segmentation-trained encoder (TrainConfig.classifier_init).
+    classifier_backbone: Literal["cnn", "resnet"] = "cnn"
     graynet_size: int = 256
     graynet_resnet_depth: Literal[18, 34] = 18
     graynet_width: int = 32
     graynet_input: Literal["binary", "binary+gray"] = "binary"
     fcn_tile_size: int = 64
     fcn_channels: tuple[int, ...] = (16, 32, 64)
+
+    def __post_init__(self) -> None:
+        _check_choice("classifier_backbone", self.classifier_backbone, ("cnn", "resnet"))
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,22 @@ def test_overrides() -> None:
         preset_config("huge")
 
 
-def test_a_gray_net_started_from_the_baseline_needs_the_baseline() -> None:
-    assert preset_config("cpu").graynet_init == "baseline"
+def test_a_network_started_from_the_baseline_needs_the_baseline() -> None:
+    config = preset_config("cpu")
+    assert config.warm_started() == ("classifier", "graynet")
     with pytest.raises(ValueError, match="--graynet-init scratch"):
         preset_config("cpu", train_baseline=False)
-    config = preset_config("cpu", train_baseline=False, graynet_init="scratch")
-    assert config.graynet_init == "scratch" and not config.train_baseline
+    with pytest.raises(ValueError, match="--classifier-init scratch"):
+        preset_config("cpu", train_baseline=False, graynet_init="scratch")
+    config = preset_config(
+        "cpu", train_baseline=False, graynet_init="scratch", classifier_init="scratch"
+    )
+    assert config.warm_started() == () and not config.train_baseline
     with pytest.raises(ValueError, match="graynet_init"):
         preset_config("smoke", graynet_init="imagenet")
+
+
+def test_only_the_resnet_classifier_starts_from_the_baseline() -> None:
+    assert preset_config("smoke").segmenter.networks.classifier_backbone == "cnn"
+    with pytest.raises(ValueError, match="classifier_backbone='resnet'"):
+        preset_config("smoke", classifier_init="baseline")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import mlflow
 import numpy as np
 import pytest
@@ -19,12 +21,21 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def trained(ray_session, busi24, tmp_path_factory):
     """One smoke training job, shared by the checks below (Train start-up is costly);
-    its gray net starts from the baseline, as in the cpu and gpu presets."""
+    its gray net and ResNet classifier start from the baseline, as in the cpu and gpu
+    presets."""
     root = tmp_path_factory.mktemp("smoke")
     uri = f"sqlite:///{root / 'mlflow.db'}"
+    smoke = preset_config("smoke")
+    networks = replace(smoke.segmenter.networks, classifier_backbone="resnet")
+    config = replace(
+        smoke,
+        segmenter=replace(smoke.segmenter, networks=networks),
+        graynet_init="baseline",
+        classifier_init="baseline",
+    )
     outcome = run_train_job(
         TrainJobOptions(
-            config=preset_config("smoke", graynet_init="baseline"),
+            config=config,
             data=str(busi24),
             tracking_uri=uri,
             storage_path=str(root / "ray"),

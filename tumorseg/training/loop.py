@@ -45,7 +45,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     network = build_network(role, networks)
     if loop_config.get("init_weights") is not None:  # a checkpoint, if any, overrides it below
         source = ray.get(loop_config["init_weights"])
-        transfer_weights(source, network, spec.gray_channels(networks) or (0,))
+        channels = spec.gray_channels(networks) or (0,)
+        transfer_weights(source, network, channels, spec.warm_start_part)
     model = ray.train.torch.prepare_model(network)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=budget.learning_rate, weight_decay=budget.weight_decay

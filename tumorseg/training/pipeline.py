@@ -116,13 +116,14 @@ def _fit_all(
 ) -> dict[str, FitResult]:
     """One trainer per network: concurrently when configured, else one after another.
 
-    A gray net that starts from the baseline's weights trains after the baseline.
+    A network that starts from the baseline's weights trains after the baseline.
     """
-    later = ["graynet"] if config.graynet_init == "baseline" else []
+    later = [r for r in roles if r in config.warm_started()]
     results = _fit_group(corpus, [r for r in roles if r not in later], config, storage_path, run_id)
     if later:
-        log.info("the gray net starts from the baseline's best weights")
-        init = {"graynet": ray.put(results["baseline"].best_weights)}
+        log.info("%s start from the baseline's best weights", " and ".join(later))
+        weights = ray.put(results["baseline"].best_weights)
+        init = {role: weights for role in later}
         results.update(_fit_group(corpus, later, config, storage_path, run_id, init))
     return {role: results[role] for role in roles}
 
@@ -230,7 +231,7 @@ def _log_child(parent_id: str, result: FitResult, config: TrainConfig) -> None:
     """A nested run per network: its budget, per-epoch metrics and learning curves."""
     with mlflow.start_run(run_name=result.role, nested=True, parent_run_id=parent_id):
         budget = config.budget(result.role)
-        init = config.graynet_init if result.role == "graynet" else "scratch"
+        init = config.initialisation(result.role)
         mlflow.log_params(
             {**vars(budget), "role": result.role, "restarts": result.restarts, "init": init}
         )

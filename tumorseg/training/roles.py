@@ -15,6 +15,8 @@ class RoleSpec:
     target_column: str
     task: str  # "segmentation" | "classification"
     score_name: str
+    # Which of the baseline's tensors a warm start takes ("": all; see transfer_weights).
+    warm_start_part: str = ""
 
     def gray_channels(self, networks: NetworkConfig) -> tuple[int, ...]:
         """Input channels holding gray levels (augmented in intensity)."""
@@ -26,7 +28,9 @@ class RoleSpec:
 
 
 ROLE_SPECS: dict[str, RoleSpec] = {
-    "classifier": RoleSpec("classifier_input", "class_index", "classification", "val_auc"),
+    "classifier": RoleSpec(
+        "classifier_input", "class_index", "classification", "val_auc", "encoder."
+    ),
     "graynet": RoleSpec("graynet_input", "seg_mask", "segmentation", "val_dice"),
     "fcn": RoleSpec("inputs", "targets", "segmentation", "val_dice"),
     "baseline": RoleSpec("baseline_input", "seg_mask", "segmentation", "val_dice"),
