@@ -32,7 +32,7 @@ from tumorseg.bulk.listing import list_inputs
 from tumorseg.inference import Segmenter
 from tumorseg.io import load_image
 from tumorseg.serving.app import build_app
-from tumorseg.tracking import load_model_set
+from tumorseg.tracking import ModelSelector, load_model_set
 
 NETWORKS = ("Classifier", "Binarizer", "GrayNet", "MultiScaleFCN")
 
@@ -134,7 +134,7 @@ class EchoIngress:
 
 
 def in_process_latencies(bodies: list[bytes], args: argparse.Namespace) -> list[float]:
-    models, config = load_model_set(args.tracking_uri, alias=args.model_alias, device=None)
+    models, config = load_model_set(args.tracking_uri, ModelSelector(args.model_alias), device=None)
     segmenter = Segmenter(models, config)
     segmenter.segment(load_image(bodies[0]))  # warm-up
     latencies = []

@@ -1,108 +1,11 @@
-"""Train the classifier, gray net, tile FCN (and baseline) on Ray; register them in MLflow.
+"""Thin wrapper of ``tumorseg train`` (:mod:`tumorseg.cli.train`), so that
+``ray job submit -- python jobs/train.py …`` runs from a working directory."""
 
-    python jobs/train.py                                  # smoke preset, phantom corpus
-    python jobs/train.py --preset cpu --data ../shared/data/busi
-    ray job submit --working-dir . -- python jobs/train.py --preset gpu --data /data/busi
+import sys
 
---data takes a BUSI-layout folder, a manifest (CSV/Parquet) or a DICOM folder, on a
-path every node sees (README, "Scale out").
-"""
+from tumorseg.cli.train import main, parse_args
 
-from __future__ import annotations
-
-import argparse
-
-from tumorseg.runtime import log_progress
-from tumorseg.tracking import ModelNames
-from tumorseg.training.config import PRESETS, preset_config
-from tumorseg.training.job import TrainJobOptions, run_train_job
-
-
-def _switch(parser: argparse.ArgumentParser, flag: str, text: str) -> None:
-    """``--flag`` / ``--no-flag``; unset (``None``) keeps the preset's value."""
-    parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", help="corpus; default: a built-in phantom corpus (demo only)")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="smoke")
-    parser.add_argument("--num-workers", type=int, help="Ray Train workers per network")
-    parser.add_argument("--use-gpu", action=argparse.BooleanOptionalAction, default=None)
-    parser.add_argument("--cpus-per-worker", type=float)
-    parser.add_argument(
-        "--placement-strategy",
-        choices=["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"],
-        help="where a network's workers go: PACK (default) few nodes, SPREAD many",
-    )
-    parser.add_argument("--epochs", type=int, help="override every network's epochs")
-    parser.add_argument("--max-images", type=int, help="use only the first N images")
-    parser.add_argument("--max-failures", type=int, help="worker failures tolerated per network")
-    _switch(parser, "--concurrent", "train the networks at the same time (needs the resources)")
-    _switch(parser, "--baseline", "also train the unrouted baseline network (default: on)")
-    parser.add_argument(
-        "--graynet-init",
-        choices=["scratch", "baseline"],
-        help="start the gray net from the baseline's weights or from scratch (default: preset's)",
-    )
-    parser.add_argument(
-        "--classifier-init",
-        choices=["scratch", "baseline"],
-        help="start the ResNet classifier from the baseline's encoder or from scratch "
-        "(default: preset's)",
-    )
-    _switch(
-        parser,
-        "--choose-policy",
-        "choose presence, route and fusion settings on the validation split (default: on)",
-    )
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--experiment", default="tumorseg")
-    parser.add_argument(
-        "--tracking-uri", help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db"
-    )
-    parser.add_argument("--address", help="Ray cluster address; default: $RAY_ADDRESS or local")
-    parser.add_argument("--storage-path", help="Ray Train checkpoints (shared storage on clusters)")
-    parser.add_argument("--model-prefix", default="tumorseg", help="registered names: PREFIX-ROLE")
-    return parser.parse_args(argv)
-
-
-def main() -> None:
-    log_progress()
-    args = parse_args()
-    try:
-        config = preset_config(
-            args.preset,
-            num_workers=args.num_workers,
-            use_gpu=args.use_gpu,
-            cpus_per_worker=args.cpus_per_worker,
-            placement_strategy=args.placement_strategy,
-            epochs=args.epochs,
-            max_images=args.max_images,
-            max_failures=args.max_failures,
-            concurrent=args.concurrent,
-            train_baseline=args.baseline,
-            graynet_init=args.graynet_init,
-            classifier_init=args.classifier_init,
-            choose_policy=args.choose_policy,
-            seed=args.seed,
-        )
-    except ValueError as error:  # flags that contradict each other or the preset
-        raise SystemExit(f"jobs/train.py: error: {error}") from None
-    run_train_job(
-        TrainJobOptions(
-            config=config,
-            data=args.data,
-            experiment=args.experiment,
-            tracking_uri=args.tracking_uri,
-            address=args.address,
-            storage_path=args.storage_path,
-            names=ModelNames.with_prefix(args.model_prefix),
-        )
-    )
-
+__all__ = ["main", "parse_args"]
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -20,3 +20,13 @@ class InvalidImageError(ValueError):
 
 class ImageTooLargeError(InvalidImageError):
     """An input over the configured byte or pixel limit (HTTP 413 rather than 400)."""
+
+
+class ModelArtifactError(ValueError):
+    """A saved network that is not tensors plus a description, or whose tensors do not
+    fit the network it describes.
+
+    Pickled modules (MLflow's ``pickle`` flavour, ``torch.save`` of a module) are
+    refused without being read: unpickling registry content would run whatever code
+    whoever can write to the registry put there.
+    """

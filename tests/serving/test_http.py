@@ -9,15 +9,16 @@ import numpy as np
 import pytest
 
 from tumorseg.inference.result import SegmentationResult
+from tumorseg.io import png_bytes
 from tumorseg.serving.http import (
     RequestError,
     check_declared_length,
     media_type,
-    png_bytes,
     segment_payload,
     upload_name,
 )
 from tumorseg.serving.settings import ModelChoice, ServeSettings
+from tumorseg.tracking import ModelSelector
 
 
 def test_media_types_map_to_decoder_names_and_others_are_415() -> None:
@@ -70,6 +71,7 @@ def test_settings_come_from_args_then_environment(monkeypatch) -> None:
     monkeypatch.delenv("TUMORSEG_API_TOKEN", raising=False)
     settings = ServeSettings.from_args({})
     assert settings.models.tracking_uri == "sqlite:///env.db"
+    assert ServeSettings.from_args({"model_version": 2}).models.selector.version == "2"
     assert settings.models.model_alias == "candidate" and settings.api_token is None
     monkeypatch.setenv("TUMORSEG_API_TOKEN", "s3cret")
     settings = ServeSettings.from_args({"model_alias": "champion", "max_pixels": 100})
@@ -82,7 +84,12 @@ def test_settings_come_from_args_then_environment(monkeypatch) -> None:
 def test_user_config_switches_the_model_choice() -> None:
     default = ModelChoice(model_alias="champion", tracking_uri="sqlite:///a.db")
     switched = ModelChoice.from_user_config({"model_version": 3}, default)
-    assert switched.model_version == "3" and switched.tracking_uri == "sqlite:///a.db"
+    assert switched.selector == ModelSelector(version="3")
+    assert switched.tracking_uri == "sqlite:///a.db"
+    back = ModelChoice.from_user_config({"model_alias": "candidate"}, switched)
+    assert back.selector == ModelSelector("candidate")
+    with pytest.raises(ValueError, match="not both"):
+        ModelChoice.from_user_config({"model_alias": "a", "model_version": 2}, default)
     assert ModelChoice.from_user_config(None, default) == default
     with pytest.raises(ValueError, match="unknown user_config keys"):
         ModelChoice.from_user_config({"alias": "x"}, default)

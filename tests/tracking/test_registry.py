@@ -32,8 +32,10 @@ from tumorseg.networks import FUSED_ROLES, build_network
 from tumorseg.tracking import (
     CONFIG_ARTIFACT,
     InconsistentModelSetError,
+    ModelArtifactError,
     ModelNames,
     ModelNotFoundError,
+    ModelSelector,
     load_baseline,
     load_model_set,
     promote_if_better,
@@ -109,13 +111,12 @@ def store(tmp_path_factory) -> Store:
         experiment = mlflow.create_experiment(
             "tracking-tests", artifact_location=(root / "artifacts").as_uri()
         )
-        examples = {role: fixed_input(role, batch=1) for role in INPUT_SIZE}
         sets = [tiny_models(0, (*FUSED_ROLES, "baseline")), tiny_models(1, FUSED_ROLES)]
         expected = [{role: outputs(m, role) for role, m in models.items()} for models in sets]
         store = Store(uri, root, [], sets, [], [], expected)
         for models, dice in zip(sets, (0.70, 0.50), strict=True):
             with mlflow.start_run(experiment_id=experiment) as parent:
-                versions = register_model_set(models, CONFIG, NAMES, examples)
+                versions = register_model_set(models, CONFIG, NAMES)
                 store.promoted.append(promote_if_better(versions, dice, NAMES))
             store.parent_run_ids.append(parent.info.run_id)
             store.versions.append(versions)
@@ -164,7 +165,7 @@ def test_sets_register_in_lockstep_with_candidate_alias(store):
     assert str(client.get_registered_model(NAMES.baseline).aliases["candidate"]) == "1"
 
 
-def test_versions_carry_config_set_id_role_and_signature(store):
+def test_versions_are_weights_and_a_description_with_config_set_id_and_role(store):
     client = MlflowClient(store.uri, store.uri)
     for role, version in store.versions[0].items():
         mv = client.get_model_version(NAMES.for_role(role), version)
@@ -172,10 +173,11 @@ def test_versions_carry_config_set_id_role_and_signature(store):
         assert mv.tags["model_set_id"] == store.parent_run_ids[0]
         assert SegmenterConfig.from_dict(json.loads(mv.tags["segmenter_config"])) == CONFIG
         assert mv.run_id == store.parent_run_ids[0]
-        info = mlflow.models.get_model_info(f"models:/{mv.name}/{version}")
-        (spec,) = info.signature.inputs.inputs
-        assert spec.shape == (-1, CHANNELS[role], INPUT_SIZE[role], INPUT_SIZE[role])
-        assert "pytorch" in info.flavors
+        local = Path(mlflow.artifacts.download_artifacts(mv.source, tracking_uri=store.uri))
+        assert sorted(p.name for p in local.iterdir()) == ["network.json", "weights.safetensors"]
+        description = json.loads((local / "network.json").read_text())
+        assert description["role"] == role
+        assert description["input_shape"] == [CHANNELS[role], INPUT_SIZE[role], INPUT_SIZE[role]]
     local = client.download_artifacts(store.parent_run_ids[0], CONFIG_ARTIFACT, str(store.root))
     assert SegmenterConfig.from_dict(json.loads(Path(local).read_text())) == CONFIG
 
@@ -190,12 +192,12 @@ def test_data_parallel_wrappers_are_unwrapped():
 
 def test_register_needs_a_run(store):
     with pytest.raises(ValueError, match="active MLflow run"):
-        register_model(store.models[0]["fcn"], "fcn", NAMES, fixed_input("fcn", 1))
+        register_model(store.models[0]["fcn"], "fcn", NAMES, CONFIG)
 
 
 def test_register_set_needs_the_fused_roles():
     with pytest.raises(ValueError, match="missing \\['fcn'\\]"):
-        register_model_set(tiny_models(0, ("classifier", "graynet")), CONFIG, NAMES, {})
+        register_model_set(tiny_models(0, ("classifier", "graynet")), CONFIG, NAMES)
 
 
 # --------------------------------------------------------------------------- loading
@@ -214,7 +216,7 @@ def test_first_set_is_champion_and_loads_by_alias(store):
 
 @pytest.mark.parametrize("selector", [{"version": 2}, {"version": "2"}, {"alias": "candidate"}])
 def test_second_set_loads_by_version_or_candidate(store, selector):
-    model_set, config = load_model_set(store.uri, **selector)
+    model_set, config = load_model_set(store.uri, ModelSelector(**selector))
     assert config == CONFIG
     assert model_set.versions == {r: f"{NAMES.for_role(r)}/2" for r in FUSED_ROLES}
     for role in FUSED_ROLES:
@@ -226,12 +228,12 @@ def test_second_set_loads_by_version_or_candidate(store, selector):
 def test_tracking_uri_argument_beats_the_process_default(store, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # the default ./mlflow.db would be empty here
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/other.db")
-    model_set, _ = load_model_set(store.uri, version=1)
+    model_set, _ = load_model_set(store.uri, ModelSelector(version=1))
     assert model_set.versions["fcn"] == "tumorseg-fcn/1"
 
 
 def test_segmenter_from_loaded_set_segments_an_image(store):
-    model_set, config = load_model_set(store.uri, alias="champion")
+    model_set, config = load_model_set(store.uri, ModelSelector("champion"))
     segmenter = Segmenter(model_set, config, device="cpu")
     image = make_phantom(3, height=96, width=120).image
     results = segmenter.segment_batch([image, image], ["homogeneous", "heterogeneous"])
@@ -247,7 +249,7 @@ def test_fresh_process_loads_with_only_the_uri(store, tmp_path):
         """
         import sys, numpy as np, torch
         from tumorseg.tracking import load_model_set
-        model_set, config = load_model_set(sys.argv[1], alias="champion")
+        model_set, config = load_model_set(sys.argv[1])
         size, channels = config.networks.fcn_tile_size, int(sys.argv[3])
         x = np.random.default_rng(7).random((2, channels, size, size), dtype=np.float32)
         with torch.no_grad():
@@ -276,11 +278,11 @@ def test_baseline_loads_or_is_none(store):
     baseline = load_baseline(store.uri)
     assert isinstance(baseline, nn.Module)
     np.testing.assert_array_equal(outputs(baseline, "baseline"), store.expected[0]["baseline"])
-    assert load_baseline(store.uri, version=1) is not None
+    assert load_baseline(store.uri, ModelSelector(version=1)) is not None
     assert load_baseline(store.uri, names=ModelNames(baseline="no-such-baseline")) is None
-    assert load_baseline(store.uri, alias="no-such-alias") is None
+    assert load_baseline(store.uri, ModelSelector("no-such-alias")) is None
     with pytest.raises(ModelNotFoundError, match="no version 2"):
-        load_baseline(store.uri, version=2)
+        load_baseline(store.uri, ModelSelector(version=2))
 
 
 # --------------------------------------------------------------------------- errors
@@ -291,9 +293,9 @@ def test_missing_model_alias_version_are_named(store):
         load_model_set(store.uri, names=ModelNames(graynet="nope"))
     assert store.uri in str(error.value)
     with pytest.raises(ModelNotFoundError, match=r"no alias 'staging'.*candidate→2, champion→1"):
-        load_model_set(store.uri, alias="staging")
+        load_model_set(store.uri, ModelSelector("staging"))
     with pytest.raises(ModelNotFoundError, match="'tumorseg-classifier' has no version 9"):
-        load_model_set(store.uri, version=9)
+        load_model_set(store.uri, ModelSelector(version=9))
     with pytest.raises(ModelNotFoundError, match=r"registered model 'tumorseg-classifier'"):
         load_model_set(f"sqlite:///{store.root}/empty.db")
     assert issubclass(ModelNotFoundError, LookupError)
@@ -303,14 +305,20 @@ def test_missing_model_alias_version_are_named(store):
     ("kwargs", "message"),
     [
         ({"alias": "candidate", "version": 1}, "not both"),
-        ({"alias": None}, "alias or a version"),
+        ({"alias": " "}, "must not be empty"),
         ({"version": "latest"}, "positive integer"),
         ({"version": 0}, "positive integer"),
     ],
 )
-def test_bad_selectors(store, kwargs, message):
+def test_bad_selectors(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        load_model_set(store.uri, **kwargs)
+        ModelSelector(**kwargs)
+
+
+def test_a_selector_names_the_champion_by_default():
+    assert ModelSelector() == ModelSelector("champion")
+    assert ModelSelector(version=3).describe() == "version 3" and ModelSelector().alias
+    assert ModelSelector(version=" 03").version == "3"
 
 
 def test_mixed_versions_are_refused(store):
@@ -319,7 +327,7 @@ def test_mixed_versions_are_refused(store):
     client.set_registered_model_alias(NAMES.graynet, "mixed", "2")
     client.set_registered_model_alias(NAMES.fcn, "mixed", "2")
     with pytest.raises(InconsistentModelSetError, match="do not belong to one model set"):
-        load_model_set(store.uri, alias="mixed")
+        load_model_set(store.uri, ModelSelector("mixed"))
 
 
 # --------------------------------------------------------------------------- promotion
@@ -400,3 +408,61 @@ def test_promotion_of_unknown_versions_fails_clearly(store, bare_versions):
     add()
     with pytest.raises(ModelNotFoundError, match="has no version 5"):
         promote_if_better({"classifier": "5"}, 0.9, names, tracking_uri=store.uri)
+
+
+# --------------------------------------------------------------------------- hostile artifacts
+
+
+class _TouchOnUnpickle:
+    """Unpickling this creates ``marker``: proof that a loader unpickled it."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def _register_hostile_set(store: Store, prefix: str, files: dict[str, bytes]) -> ModelNames:
+    """Every fused role of ``PREFIX-…`` gets a version whose artifact folder holds ``files``,
+    with the tags of a real set, as someone who can write to the registry could do."""
+    names = ModelNames.with_prefix(prefix)
+    client = MlflowClient(store.uri, store.uri)
+    folder = store.root / prefix
+    for path, content in files.items():
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path).write_bytes(content)
+    tags = {"model_set_id": prefix, "segmenter_config": json.dumps(CONFIG.to_dict())}
+    for role in FUSED_ROLES:
+        name = names.for_role(role)
+        client.create_registered_model(name)
+        version = client.create_model_version(name, folder.as_uri(), tags={"role": role, **tags})
+        client.set_registered_model_alias(name, "champion", version.version)
+    return names
+
+
+@pytest.mark.parametrize(
+    ("disguise", "message"),
+    [
+        ("weights.safetensors", "not a safetensors file"),  # a pickle under the right name
+        ("data/model.pth", "holds a pickled model"),  # MLflow's old pickle flavour
+    ],
+)
+def test_a_pickled_artifact_is_refused_without_being_unpickled(store, tmp_path, disguise, message):
+    import pickle
+
+    from tumorseg.networks.weights import save_network
+
+    marker = tmp_path / "unpickled"
+    payload = pickle.dumps(_TouchOnUnpickle(marker))
+    real = save_network(store.models[0]["classifier"], "classifier", NETWORKS, tmp_path, (1, 8, 8))
+    files = {disguise: payload, "network.json": (real / "network.json").read_bytes()}
+    if disguise == "data/model.pth":
+        files["MLmodel"] = b"flavors:\n  pytorch:\n    serialization_format: pickle\n"
+    prefix = "hostile-" + disguise.replace("/", "-").replace(".", "-")
+    names = _register_hostile_set(store, prefix, files)
+    with pytest.raises(ModelArtifactError, match=message):
+        load_model_set(store.uri, names=names)
+    assert not marker.exists()
+    pickle.loads(payload)  # the payload is live: unpickling it does create the marker
+    assert marker.exists()

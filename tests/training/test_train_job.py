@@ -59,9 +59,9 @@ def test_every_network_trained_and_registered(trained) -> None:
 
 def test_models_load_by_alias_and_segment(trained, busi24) -> None:
     outcome, uri = trained
-    models, config = load_model_set(uri, alias="champion")
+    models, config = load_model_set(uri)  # the champion
     assert models.versions["fcn"].endswith(f"/{outcome.versions['fcn']}")
-    assert load_baseline(uri, alias="champion") is not None
+    assert load_baseline(uri) is not None
     # the policy chosen on the validation split's predictions travels with the models
     params = MlflowClient(uri).get_run(outcome.parent_run_id).data.params
     assert config.route_threshold == pytest.approx(float(params["policy.route_threshold"]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tumorseg.config import ImageLimits
+from tumorseg.tracking.names import ModelSelector
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,8 @@ class SegmentJobConfig:
     input: str
     output: str
     tracking_uri: str | None = None
-    model_alias: str | None = "champion"
-    model_version: str | None = None
+    models: ModelSelector = field(default_factory=ModelSelector)
+    model_folder: str | None = None  # a model folder (tumorseg export): no registry
     model_prefix: str = "tumorseg"
     batch_size: int = 16
     concurrency: int = 1

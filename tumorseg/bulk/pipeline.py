@@ -38,6 +38,7 @@ from tumorseg.bulk.stages import (
     decode_batch,
 )
 from tumorseg.config import SegmenterConfig
+from tumorseg.inference.model_folder import load_model_folder
 from tumorseg.inference.models import ModelSet
 from tumorseg.tracking import ModelNames, load_model_set, resolve_tracking_uri
 
@@ -187,10 +188,13 @@ def _load_models(config: SegmentJobConfig) -> tuple[ModelSet, SegmenterConfig]:
     """Resolve the alias once, here: a missing model fails the job before any work with
     the registry's own error (which models, where) rather than as an actor that
     cannot start, and every actor gets these very weights."""
+    if config.model_folder:
+        models, segmenter_config = load_model_folder(config.model_folder)
+        log.info("segmenting with %s from %s", models.versions, config.model_folder)
+        return models, segmenter_config
     models, segmenter_config = load_model_set(
         config.tracking_uri,
-        alias=config.model_alias,
-        version=config.model_version,
+        config.models,
         names=ModelNames.with_prefix(config.model_prefix),
         device="cpu",
     )

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
 
 from tumorseg.data import discover
@@ -24,7 +23,15 @@ from tumorseg.evaluation.policy import compare_policies
 from tumorseg.evaluation.predictions import load_predictions, predict_split
 from tumorseg.evaluation.report import summary_table, write_report
 from tumorseg.inference import Segmenter
-from tumorseg.tracking import ModelNames, load_baseline, load_model_set, resolve_tracking_uri
+from tumorseg.tracking import (
+    ModelNames,
+    ModelSelector,
+    load_baseline,
+    load_model_set,
+    resolve_tracking_uri,
+)
+from tumorseg.tracking.loading import find_version
+from tumorseg.tracking.uris import registry_client
 
 log = logging.getLogger("tumorseg.evaluation")
 
@@ -36,10 +43,8 @@ PREDICTIONS_DIR = "predictions"
 class EvaluateJobOptions:
     data: str
     output: str = "evaluation"
-    model_alias: str = "champion"
-    model_version: str | None = None
-    baseline_alias: str | None = None  # None: model_alias
-    baseline_version: str | None = None
+    models: ModelSelector = field(default_factory=ModelSelector)
+    baseline_models: ModelSelector | None = None  # None: the fused set's selector
     baseline: bool = True
     tracking_uri: str | None = None
     experiment: str = "tumorseg"
@@ -62,13 +67,7 @@ def run_evaluate_job(options: EvaluateJobOptions) -> EvaluationResult:
     """Predict ``options.data`` once into ``OUTPUT/predictions`` (or reuse that), score it
     under the registered config, write the report, log it all to MLflow."""
     tracking_uri = resolve_tracking_uri(options.tracking_uri)
-    models, config = load_model_set(
-        tracking_uri,
-        alias=options.model_alias,
-        version=options.model_version,
-        names=options.names,
-        device="cpu",
-    )
+    models, config = load_model_set(tracking_uri, options.models, names=options.names, device="cpu")
     config = replace(config, **options.policy) if options.policy else config
     segmenter = Segmenter(models, config, device=options.device)
     output = Path(options.output)
@@ -97,14 +96,9 @@ def run_evaluate_job(options: EvaluateJobOptions) -> EvaluationResult:
         result.summary["alternatives"] = compare_policies(
             predictions, config, options.normal_fp_min_area
         )
-    model = (
-        f"version {options.model_version}"
-        if options.model_version
-        else f"alias {options.model_alias}"
-    )
     context = {
         "data": options.data,
-        "model": model,
+        "model": options.models.describe(),
         "split": options.split,
         "tracking_uri": tracking_uri,
     }
@@ -133,10 +127,7 @@ def _baseline(options: EvaluateJobOptions, tracking_uri: str):
     if not options.baseline:
         return None
     baseline = load_baseline(
-        tracking_uri,
-        alias=options.baseline_alias or options.model_alias,
-        version=options.baseline_version,
-        names=options.names,
+        tracking_uri, options.baseline_models or options.models, names=options.names
     )
     if baseline is None:
         log.warning("no registered baseline found; evaluating the fused model only")
@@ -145,13 +136,9 @@ def _baseline(options: EvaluateJobOptions, tracking_uri: str):
 
 def logged_splits(tracking_uri: str, options: EvaluateJobOptions) -> dict[str, str]:
     """``{image_id: split}`` logged by the training run that registered the models."""
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client = registry_client(tracking_uri)
     name = options.names.classifier
-    mv = (
-        client.get_model_version(name, str(options.model_version))
-        if options.model_version is not None
-        else client.get_model_version_by_alias(name, options.model_alias)
-    )
+    mv = find_version(client, name, options.models, tracking_uri)
     try:
         path = download_artifacts(
             run_id=mv.run_id, artifact_path=SPLITS_ARTIFACT, tracking_uri=tracking_uri
@@ -180,8 +167,8 @@ def _log_to_mlflow(
             {
                 "data": options.data,
                 "split": options.split,
-                "model_alias": options.model_alias,
-                "model_version": options.model_version,
+                "model_alias": options.models.alias,
+                "model_version": options.models.version,
                 "baseline": with_baseline,
                 "n_images": result.summary["n_images"],
                 "normal_fp_min_area": options.normal_fp_min_area,

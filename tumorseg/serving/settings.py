@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from tumorseg.config import ImageLimits
+from tumorseg.tracking.names import ModelNames, ModelSelector
 
 #: Environment variables read when the config file does not say.
 ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
@@ -19,33 +20,41 @@ ENV_TORCH_THREADS = "TUMORSEG_TORCH_THREADS"
 class ModelChoice:
     """Which registered set a deployment serves; a deployment's ``user_config``."""
 
-    model_alias: str | None = "champion"
+    model_alias: str | None = None  # with no version: "champion"
     model_version: str | None = None
     tracking_uri: str | None = None
     model_prefix: str = "tumorseg"
 
-    def registry_query(self) -> dict[str, Any]:
-        """Keyword arguments of the registry loaders for this choice (a version wins)."""
-        from tumorseg.tracking import ModelNames
+    def __post_init__(self) -> None:
+        self.selector  # noqa: B018 - validates alias xor version now, not at load time
 
-        return {
-            "alias": None if self.model_version else self.model_alias,
-            "version": self.model_version,
-            "names": ModelNames.with_prefix(self.model_prefix),
-        }
+    @property
+    def selector(self) -> ModelSelector:
+        return ModelSelector(self.model_alias, self.model_version)
+
+    @property
+    def names(self) -> ModelNames:
+        return ModelNames.with_prefix(self.model_prefix)
 
     @classmethod
     def from_user_config(cls, raw: dict[str, Any] | None, default: ModelChoice) -> ModelChoice:
-        """``default`` with the keys of ``raw`` replaced; unknown keys are an error."""
+        """``default`` with the keys of ``raw`` replaced; unknown keys are an error.
+
+        Giving a version switches away from the default's alias, and an alias from
+        its version.
+        """
         raw = dict(raw or {})
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ValueError(f"unknown user_config keys {unknown}; known: {sorted(known)}")
         values = {f.name: getattr(default, f.name) for f in fields(cls)}
+        if raw.get("model_version") is not None and raw.get("model_alias") is None:
+            values["model_alias"] = None
+        if raw.get("model_alias") is not None and raw.get("model_version") is None:
+            values["model_version"] = None
         values.update(raw)
-        if values["model_version"] is not None:
-            values["model_version"] = str(values["model_version"])
+        values["model_version"] = _optional_str(values["model_version"])
         return cls(**values)
 
 
@@ -70,10 +79,13 @@ class ServeSettings:
     def from_args(cls, args: dict[str, Any] | None = None) -> ServeSettings:
         """From ``serve run``/``serve deploy`` application args, then the environment."""
         args = dict(args or {})
-        alias = args.pop("model_alias", None) or os.environ.get(ENV_MODEL_ALIAS, "champion")
+        version = _optional_str(args.pop("model_version", None))
+        alias = args.pop("model_alias", None) or (
+            None if version else os.environ.get(ENV_MODEL_ALIAS) or None
+        )
         models = ModelChoice(
             model_alias=alias,
-            model_version=_optional_str(args.pop("model_version", None)),
+            model_version=version,
             tracking_uri=args.pop("tracking_uri", None) or os.environ.get(ENV_TRACKING_URI),
             model_prefix=args.pop("model_prefix", "tumorseg"),
         )

@@ -93,12 +93,10 @@ def overlay_png(
     path: str | Path,
 ) -> Path:
     """Write :func:`overlay_array` as a PNG (parent folders created); returns the path."""
-    rgb = overlay_array(image, truth, prediction)
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:  # pragma: no cover - PNG encoding of uint8 RGB does not fail
-        raise RuntimeError("could not encode the overlay as PNG")
+    from tumorseg.io import png_bytes
+
     path = _prepare(path)
-    path.write_bytes(encoded.tobytes())
+    path.write_bytes(png_bytes(overlay_array(image, truth, prediction)))
     return path
 
 
