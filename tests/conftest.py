@@ -82,7 +82,7 @@ def champion_store(tmp_path_factory) -> str:
     """
     import mlflow
 
-    from tumorseg.inference.models import ModelSet, example_inputs
+    from tumorseg.inference.models import ModelSet
     from tumorseg.networks import FUSED_ROLES
     from tumorseg.tracking import ModelNames, promote_if_better, register_model_set
     from tumorseg.training.config import preset_config
@@ -103,7 +103,6 @@ def champion_store(tmp_path_factory) -> str:
                     {role: getattr(models, role) for role in FUSED_ROLES},
                     config,
                     ModelNames(),
-                    example_inputs(config.networks, FUSED_ROLES),
                 )
                 if seed == 0:
                     promote_if_better(versions, 0.0, ModelNames())

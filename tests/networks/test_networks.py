@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tumorseg.config import NetworkConfig
-from tumorseg.networks import NETWORK_BUILDERS, build_network
+from tumorseg.networks import FUSED_ROLES, ROLES, build_network
 
 
 def test_classifier_gives_one_logit_per_class() -> None:
@@ -33,7 +33,12 @@ def test_tile_fcn_is_fully_convolutional(size: int) -> None:
 
 
 def test_registry_names_and_errors() -> None:
-    assert set(NETWORK_BUILDERS) == {"classifier", "graynet", "fcn", "baseline"}
+    assert set(ROLES) == {"classifier", "graynet", "fcn", "baseline"}
+    assert FUSED_ROLES == ("classifier", "graynet", "fcn")
+    small = NetworkConfig(graynet_size=64, classifier_size=64)
+    for role in ROLES.values():  # the table's input shape is what the network takes
+        with torch.no_grad():
+            role.build(small).eval()(torch.from_numpy(role.example_input(small)))
     with pytest.raises(ValueError, match="unknown network role"):
         build_network("transformer", NetworkConfig())
 

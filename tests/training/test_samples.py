@@ -25,10 +25,9 @@ def test_image_samples_have_each_network_input_shape() -> None:
 def test_tiles_pair_inputs_with_their_mask_and_keep_the_lesion() -> None:
     phantom = make_phantom(5, 256, 256, kind="heterogeneous")
     canvas = phantom.image.astype(np.float32) / 255
-    sampling = TileSampling(passes=(10, 20), guided_copies=1, max_tiles_per_image=25)
-    tiles = tile_samples(
-        canvas, phantom.mask.astype(np.float32), sampling, 32, np.random.default_rng(0)
-    )
+    sampling = TileSampling(guided_copies=1, max_tiles_per_image=25)
+    mask = phantom.mask.astype(np.float32)
+    tiles = tile_samples(canvas, mask, (10, 20), sampling, 32, np.random.default_rng(0))
     assert tiles["inputs"].shape == (25, 3, 32, 32) and tiles["targets"].shape == (25, 1, 32, 32)
     lesion_tiles = tiles["targets"].reshape(25, -1).any(axis=1)
     assert lesion_tiles.sum() >= 10  # lesion tiles are kept first when subsampling
@@ -41,10 +40,12 @@ def test_coarse_seed_adds_whole_canvas_copies_after_subsampling() -> None:
     phantom = make_phantom(5, 256, 256, kind="heterogeneous")
     canvas = phantom.image.astype(np.float32) / 255
     mask = phantom.mask.astype(np.float32)
-    sampling = TileSampling(passes=(10,), guided_copies=0, max_tiles_per_image=8, seed_copies=3)
+    sampling = TileSampling(guided_copies=0, max_tiles_per_image=8, seed_copies=3)
     rng = np.random.default_rng(0)
-    without = tile_samples(canvas, mask, sampling, 32, rng, coarse_seed=False)
-    seeded = tile_samples(canvas, mask, sampling, 32, np.random.default_rng(0), coarse_seed=True)
+    without = tile_samples(canvas, mask, (10,), sampling, 32, rng, coarse_seed=False)
+    seeded = tile_samples(
+        canvas, mask, (10,), sampling, 32, np.random.default_rng(0), coarse_seed=True
+    )
     assert len(without["inputs"]) == 8 and len(seeded["inputs"]) == 8 + 3
     seeds, seed_targets = seeded["inputs"][-3:], seeded["targets"][-3:, 0]
     assert (seeds[:, 2] == 0.5).all()  # the seed itself has no guide

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch import nn
 
 from tumorseg.config import NetworkConfig
-from tumorseg.inference.multiscale import TILE_CHANNELS
-from tumorseg.networks import FUSED_ROLES, build_network, graynet_in_channels
+from tumorseg.networks import FUSED_ROLES, build_network
 
 
 @dataclass
@@ -39,20 +36,3 @@ class ModelSet:
         for model in (self.classifier, self.graynet, self.fcn):
             model.to(device).eval()
         return self
-
-
-def example_inputs(config: NetworkConfig, roles: Iterable[str]) -> dict[str, np.ndarray]:
-    """One zero input per network role, shaped as inference feeds it (for signatures)."""
-    channels = {
-        "classifier": 1,
-        "graynet": graynet_in_channels(config),
-        "fcn": len(TILE_CHANNELS),
-        "baseline": 1,
-    }
-    sizes = {
-        "classifier": config.classifier_size,
-        "graynet": config.graynet_size,
-        "fcn": config.fcn_tile_size,
-        "baseline": config.graynet_size,
-    }
-    return {r: np.zeros((1, channels[r], sizes[r], sizes[r]), np.float32) for r in roles}

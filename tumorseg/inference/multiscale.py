@@ -27,7 +27,7 @@ def to_canvas(image: np.ndarray, size: int) -> np.ndarray:
 
 
 #: FCN input channels: the tile, its surroundings (3× wider), the previous pass's map.
-TILE_CHANNELS = ("tile", "context", "guide")
+TILE_CHANNELS = ("tile", "context", "guide")  # networks.tile_fcn.FCN_INPUT_CHANNELS of them
 #: The guide value meaning "no previous pass yet".
 UNKNOWN = 0.5
 

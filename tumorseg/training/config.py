@@ -18,6 +18,7 @@ from tumorseg.config import (
     dataclass_from_dict,
 )
 from tumorseg.data.split import SplitConfig
+from tumorseg.networks.roles import ALL_ROLES
 
 
 @dataclass(frozen=True)
@@ -32,9 +33,9 @@ class ModelBudget:
 
 @dataclass(frozen=True)
 class TileSampling:
-    """How FCN training tiles are cut from heterogeneous images (see training.samples)."""
+    """How FCN training tiles are cut from heterogeneous images (see training.samples),
+    at each pass of the segmenter's ``multiscale.pass_tiles``."""
 
-    passes: tuple[int, ...] = (50, 80, 100)
     guided_copies: int = 1
     max_tiles_per_image: int = 160
     seed_copies: int = 8  # whole-canvas samples per image, when the config has coarse_seed
@@ -131,7 +132,7 @@ def _smoke() -> TrainConfig:
         graynet=tiny,
         fcn=replace(tiny, batch_size=32),
         baseline=tiny,
-        tiles=TileSampling(passes=(10, 16), guided_copies=1, max_tiles_per_image=32),
+        tiles=TileSampling(guided_copies=1, max_tiles_per_image=32),
         cpus_per_worker=0.5,
         max_failures=1,
     )
@@ -162,9 +163,7 @@ def _cpu() -> TrainConfig:
         graynet=ModelBudget(epochs=12, batch_size=8, learning_rate=2e-4),
         fcn=ModelBudget(epochs=24, batch_size=64, learning_rate=2e-3),
         baseline=ModelBudget(epochs=20, batch_size=8, learning_rate=1e-3),
-        tiles=TileSampling(
-            passes=(50, 80, 100), guided_copies=1, max_tiles_per_image=120, seed_copies=4
-        ),
+        tiles=TileSampling(guided_copies=1, max_tiles_per_image=120, seed_copies=4),
         cpus_per_worker=1.0,
         # With one thread the worker used ~1.3 of the 2 cores; two threads made a
         # baseline training step 1.55x faster (460 vs 715 ms, README "Measured").
@@ -185,7 +184,7 @@ def _gpu() -> TrainConfig:
         graynet=ModelBudget(epochs=150, batch_size=16),
         fcn=ModelBudget(epochs=60, batch_size=256),
         baseline=ModelBudget(epochs=150, batch_size=16),
-        tiles=TileSampling(passes=(50, 80, 100), guided_copies=2, max_tiles_per_image=300),
+        tiles=TileSampling(guided_copies=2, max_tiles_per_image=300),
         num_workers=4,
         use_gpu=True,
         cpus_per_worker=4.0,
@@ -206,8 +205,5 @@ def preset_config(name: str, **overrides: Any) -> TrainConfig:
     chosen = {k: v for k, v in overrides.items() if v is not None}
     epochs = chosen.pop("epochs", None)
     if epochs is not None:
-        chosen.update({role: replace(config.budget(role), epochs=epochs) for role in ROLES})
+        chosen.update({role: replace(config.budget(role), epochs=epochs) for role in ALL_ROLES})
     return replace(config, **chosen)
-
-
-ROLES: tuple[str, ...] = ("classifier", "graynet", "fcn", "baseline")

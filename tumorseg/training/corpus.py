@@ -23,6 +23,7 @@ from tumorseg.data import ImageRecord
 from tumorseg.data.split import SplitItem, assign_splits, group_keys, perceptual_hash
 from tumorseg.errors import InvalidImageError
 from tumorseg.io import load_frames, load_mask
+from tumorseg.networks.roles import network_role
 from tumorseg.preprocessing.heterogeneity import triage_class
 from tumorseg.training.config import TrainConfig
 from tumorseg.training.samples import image_samples, split_tile_row, tile_samples
@@ -89,7 +90,7 @@ def role_datasets(
 
 
 def _role_dataset(rows: ray.data.Dataset, ids: set[str], role: str, config: TrainConfig):
-    in_shard = _SHARDS[role]
+    in_shard = _SHARDS[network_role(role).shard]
 
     def keep(row: dict[str, Any]) -> bool:
         return row["image_id"] in ids and in_shard(row["route"], bool(row["has_tumor"]))
@@ -102,12 +103,8 @@ def _role_dataset(rows: ray.data.Dataset, ids: set[str], role: str, config: Trai
             .flat_map(split_tile_row, num_cpus=TASK_CPUS)
             .materialize()
         )
-    spec_columns = {
-        "classifier": ["classifier_input", "class_index"],
-        "graynet": ["graynet_input", "seg_mask"],
-        "baseline": ["baseline_input", "seg_mask"],
-    }[role]
-    return selected.select_columns(spec_columns).materialize()
+    spec = network_role(role)
+    return selected.select_columns([spec.input_column, spec.target_column]).materialize()
 
 
 def _everything(route: str, has_tumor: bool) -> bool:
@@ -125,12 +122,12 @@ def _fcn_shard(route: str, has_tumor: bool) -> bool:
     return route == "heterogeneous" and has_tumor
 
 
-#: Role → which prepared rows (by triage route and tumor presence) it trains on.
+#: Shard of a role (NetworkRole.shard) → which prepared rows (by triage route and tumor
+#: presence) it trains on.
 _SHARDS: dict[str, Callable[[str, bool], bool]] = {
-    "classifier": _everything,
-    "graynet": _graynet_shard,
-    "fcn": _fcn_shard,
-    "baseline": _everything,
+    "all": _everything,
+    "homogeneous+normal": _graynet_shard,
+    "heterogeneous": _fcn_shard,
 }
 
 
@@ -173,6 +170,7 @@ def _tiles_for_row(row: dict[str, Any], config: dict[str, Any]) -> dict[str, Any
     return tile_samples(
         row["canvas"],
         row["canvas_mask"],
+        train_config.segmenter.multiscale.pass_tiles,
         train_config.tiles,
         train_config.segmenter.networks.fcn_tile_size,
         np.random.default_rng(seed),

@@ -23,10 +23,9 @@ from monai.losses import DiceCELoss
 from monai.metrics import DiceMetric, compute_roc_auc
 from torch import nn
 
-from tumorseg.networks import build_network, transfer_weights
+from tumorseg.networks import NetworkRole, build_network, network_role, transfer_weights
 from tumorseg.training.augment import augment_batch
 from tumorseg.training.config import TrainConfig
-from tumorseg.training.roles import ROLE_SPECS, RoleSpec
 
 STATE_FILE = "state.pt"
 
@@ -34,7 +33,7 @@ STATE_FILE = "state.pt"
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     role: str = loop_config["role"]
     config = TrainConfig.from_dict(loop_config["train"])
-    spec = ROLE_SPECS[role]
+    spec = network_role(role)
     budget = config.budget(role)
     networks = config.segmenter.networks
     torch.manual_seed(config.seed)
@@ -101,20 +100,22 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         _report(metrics, model, optimizer, scheduler, state)
 
 
-def _loss(spec: RoleSpec) -> nn.Module:
+def _loss(spec: NetworkRole) -> nn.Module:
     if spec.task == "classification":
         return nn.CrossEntropyLoss()
     return DiceCELoss(sigmoid=True, squared_pred=True, smooth_nr=1e-5, smooth_dr=1e-5)
 
 
-def _unpack(batch: dict[str, torch.Tensor], spec: RoleSpec) -> tuple[torch.Tensor, torch.Tensor]:
+def _unpack(batch: dict[str, torch.Tensor], spec: NetworkRole) -> tuple[torch.Tensor, torch.Tensor]:
     inputs = batch[spec.input_column].float()
     targets = batch[spec.target_column]
     return inputs, targets.long() if spec.task == "classification" else targets.float()
 
 
 @torch.no_grad()
-def _validate(model, shard, spec: RoleSpec, loss_fn, batch_size: int, device) -> dict[str, float]:
+def _validate(
+    model, shard, spec: NetworkRole, loss_fn, batch_size: int, device
+) -> dict[str, float]:
     model.eval()
     losses, scores, labels = [], [], []
     dice = DiceMetric(include_background=True, reduction="none", ignore_empty=True)

@@ -32,7 +32,6 @@ from tumorseg.evaluation import (
 )
 from tumorseg.evaluation.evaluate import policy_settings
 from tumorseg.inference import ModelSet, Segmenter
-from tumorseg.inference.models import example_inputs
 from tumorseg.networks import FUSED_ROLES, build_network
 from tumorseg.tracking import ModelNames, promote_if_better, register_model_set
 from tumorseg.tracking.plots import learning_curve_png
@@ -86,9 +85,7 @@ def run_training(
         mlflow.log_metrics(
             {"fused_val_dice": fused_dice, "baseline_val_dice": baseline_dice}, synchronous=True
         )
-        versions = register_model_set(
-            models, config.segmenter, names, example_inputs(config.segmenter.networks, roles)
-        )
+        versions = register_model_set(models, config.segmenter, names)
         promoted = promote_if_better(versions, fused_dice, names)
         mlflow.set_tags(
             {"champion_moved": str(promoted), **{f"version.{r}": v for r, v in versions.items()}}

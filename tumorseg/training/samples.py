@@ -10,6 +10,7 @@ pass), plus copies of the whole canvas as one tile (the coarse seed's input).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import cv2
@@ -52,12 +53,14 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
 def tile_samples(
     canvas: np.ndarray,
     canvas_mask: np.ndarray,
+    passes: Sequence[int],
     sampling: TileSampling,
     tile_size: int,
     rng: np.random.Generator,
     coarse_seed: bool = False,
 ) -> dict[str, np.ndarray]:
-    """FCN ``inputs (N, 3, t, t)`` and ``targets (N, 1, t, t)`` from one heterogeneous image.
+    """FCN ``inputs (N, 3, t, t)`` and ``targets (N, 1, t, t)`` from one heterogeneous image,
+    cut as each of ``passes`` (the segmenter's ``multiscale.pass_tiles``) cuts it.
 
     With ``coarse_seed``, ``sampling.seed_copies`` copies of the whole-canvas
     sample are added after subsampling (the workers augment each copy anew):
@@ -65,7 +68,7 @@ def tile_samples(
     """
     size = canvas.shape[0]
     inputs, targets = [], []
-    for n_tiles in sampling.passes:
+    for n_tiles in passes:
         guides = [None] + [perturbed_guide(canvas_mask, rng) for _ in range(sampling.guided_copies)]
         for guide in guides:
             tiles = partition_squares(size, size, n_tiles, guide)
