@@ -34,7 +34,7 @@ from tumorseg.bulk.ledger import RESULTS_DIR
 from tumorseg.bulk.listing import list_inputs
 from tumorseg.inference import Segmenter
 from tumorseg.io import load_image
-from tumorseg.tracking import load_model_set
+from tumorseg.tracking import ModelSelector, load_model_set
 
 
 def parse_args() -> argparse.Namespace:
@@ -75,7 +75,7 @@ def pick_images(data: str, count: int | None, folder: Path, repeat: int = 1) -> 
 
 
 def in_process(paths: list[Path], args: argparse.Namespace) -> float:
-    models, config = load_model_set(args.tracking_uri, alias=args.model_alias, device=None)
+    models, config = load_model_set(args.tracking_uri, ModelSelector(args.model_alias), device=None)
     segmenter = Segmenter(models, config)
     start = time.perf_counter()
     for i in range(0, len(paths), args.batch_size):
@@ -93,7 +93,7 @@ def with_ray(
             input=str(folder),
             output=output,
             tracking_uri=args.tracking_uri,
-            model_alias=args.model_alias,
+            models=ModelSelector(args.model_alias),
             batch_size=args.batch_size,
             concurrency=concurrency,
             fcn_concurrency=fcn_concurrency,

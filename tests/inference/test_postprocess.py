@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tumorseg.config import SegmenterConfig
-from tumorseg.inference import Segmenter
+from tumorseg.inference import FirstStageOutput, Segmenter
 from tumorseg.inference.fusion import Decision
 from tumorseg.inference.postprocess import largest_component
 
@@ -31,11 +31,13 @@ def test_finish_applies_it_to_the_configured_routes_only(route) -> None:
     segmenter = Segmenter.untrained(config=config)
     gray = np.full((40, 40), 128, np.uint8)
     decision = Decision(True, 0.9, route, 0.9, 0.9 if route == "heterogeneous" else 0.1)
-    result = segmenter.finish(gray, islands().astype(np.float32), decision)
+    probability = islands().astype(np.float32)
+    fcn_map = probability if route == "heterogeneous" else None
+    result = segmenter.finish(gray, FirstStageOutput(decision, probability), fcn_map)
     expected = 225 if route == "heterogeneous" else islands().sum()
     assert result.mask.sum() == expected
-    absent = Decision(False, 0.2, route, 0.9, 0.5)
-    assert not segmenter.finish(gray, islands().astype(np.float32), absent).mask.any()
+    absent = FirstStageOutput(Decision(False, 0.2, route, 0.9, 0.5), probability)
+    assert not segmenter.finish(gray, absent).mask.any()
 
 
 def test_unknown_routes_are_refused() -> None:

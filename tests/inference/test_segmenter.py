@@ -173,12 +173,24 @@ def test_fusion_and_schedule_are_configurable(fusion) -> None:
     assert result.pass_tiles == (10, 40) and result.mask.shape == (70, 50)
 
 
-def test_summary_is_json_friendly(segmenter) -> None:
-    import json
-
-    image = np.random.default_rng(1).integers(0, 255, (64, 80), dtype=np.uint8)
-    summary = segmenter.segment(image).summary()
-    assert json.loads(json.dumps(summary))["height"] == 64
+def test_the_stages_called_one_by_one_equal_segment_batch(segmenter, busi_images) -> None:
+    """What the bulk stages and the Serve deployments do, worker by worker."""
+    grays = [image if image.ndim == 2 else image[..., 0] for image in busi_images[:3]]
+    routes = ["heterogeneous", "homogeneous", None]
+    firsts = segmenter.first_stage(grays, routes)
+    assert [f.needs_fcn for f in firsts[:2]] == [True, False]
+    members = [i for i, first in enumerate(firsts) if first.needs_fcn]
+    maps = segmenter.fcn_stage([grays[i] for i in members], [firsts[i] for i in members])
+    fcn_maps = dict(zip(members, maps, strict=True))
+    staged = [
+        segmenter.finish(g, f, fcn_maps.get(i))
+        for i, (g, f) in enumerate(zip(grays, firsts, strict=True))
+    ]
+    for one, other in zip(staged, segmenter.segment_batch(grays, routes), strict=True):
+        assert one.route == other.route and np.array_equal(one.mask, other.mask)
+    assert "fcn" in staged[0].timings and "fcn" not in staged[1].timings
+    with pytest.raises(ValueError, match="needs the multi-scale FCN's map"):
+        segmenter.finish(grays[0], firsts[0])
 
 
 @pytest.mark.parametrize(

@@ -7,14 +7,16 @@ row. A failure is caught per image (a batch that raises is retried image by imag
 so one bad input never costs the others their results.
 
 The network stages are actor classes that hold a :class:`~tumorseg.inference.Segmenter`
-and call its stage methods (class probabilities and gray net, ``decide``, the FCN,
-``fuse``, ``finish``): the method is the library's, exactly as in
-``Segmenter.segment_batch`` and the Serve app.
-Images travel between stages as raw ``uint8`` bytes plus their shape.
+and call its three stages (``first_stage``, ``fcn_stage``, ``finish``): the method is
+the library's, exactly as in ``Segmenter.segment_batch`` and the Serve app. Images
+travel between stages as raw ``uint8`` bytes plus their shape, the decision as its
+record, the result as its record (JSON) and its mask as packed bits: the writer
+encodes the mask and builds the DICOM SEG from the array.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -22,7 +24,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -44,7 +45,9 @@ from tumorseg.bulk.ledger import (
 from tumorseg.bulk.listing import LISTING_SCHEMA
 from tumorseg.config import ImageLimits, SegmenterConfig
 from tumorseg.inference.fusion import Decision
+from tumorseg.inference.result import versions_of_record
 from tumorseg.io.dicom import is_dicom_file
+from tumorseg.io.encode import png_bytes
 
 if TYPE_CHECKING:  # the writer and decoder need no torch
     from tumorseg.inference.models import ModelSet
@@ -61,21 +64,16 @@ STATE_DEFAULTS: dict[str, Any] = {
     "gray": b"",
     "height": -1,
     "width": -1,
+    # the first stage's Decision (Decision.to_record)
     "route": "",
     "route_confidence": math.nan,
     "p_heterogeneous": math.nan,
     "tumor_present": False,
     "tumor_probability": math.nan,
     "graynet_map": b"",
-    "heterogeneity_score": math.nan,
-    "area_px": -1,
-    "bbox_y0": -1,
-    "bbox_x0": -1,
-    "bbox_y1": -1,
-    "bbox_x1": -1,
-    "mask_png": b"",
+    "result": "",  # SegmentationResult.to_record() as JSON
+    "mask_bits": b"",  # the mask, np.packbits of its pixels
     "overlay_png": b"",
-    "model_versions": "",
     "elapsed_s": 0.0,
 }
 ROW_COLUMNS = [*LISTING_SCHEMA.names, *STATE_DEFAULTS]
@@ -201,31 +199,21 @@ class FirstStage(SegmenterStage):
         return _frame(rows)
 
     def _first_stage(self, rows: list[Row]) -> None:
-        segmenter = self.segmenter
         grays = [gray_of(row) for row in rows]
-        classes = segmenter.class_probabilities(grays)
-        maps = segmenter.graynet_probabilities(grays)
-        for row, gray, p, graynet_map in zip(rows, grays, classes, maps, strict=True):
-            decision = segmenter.decide(gray, p, graynet_map)
-            row.update(_decision_columns(decision))
-            if segmenter.needs_fcn(decision):
-                row["graynet_map"] = graynet_map.astype(np.float32).tobytes()
+        firsts = self.segmenter.first_stage(grays)
+        for row, gray, first in zip(rows, grays, firsts, strict=True):
+            row.update(first.decision.to_record())
+            if first.needs_fcn:
+                row["graynet_map"] = first.graynet_map.astype(np.float32).tobytes()
             else:
-                self._finish(row, gray, segmenter.fuse(decision, graynet_map, None), decision)
+                self._finish(row, gray, first, None)
 
-    def _finish(self, row: Row, gray: np.ndarray, probability: np.ndarray, decision) -> None:
-        result = self.segmenter.finish(gray, probability, decision)
-        y0, x0, y1, x1 = result.bbox or (-1, -1, -1, -1)
+    def _finish(self, row: Row, gray: np.ndarray, first, fcn_map: np.ndarray | None) -> None:
+        result = self.segmenter.finish(gray, first, fcn_map)
         row.update(
-            heterogeneity_score=result.heterogeneity_score,
-            area_px=result.area_px,
-            bbox_y0=y0,
-            bbox_x0=x0,
-            bbox_y1=y1,
-            bbox_x1=x1,
-            mask_png=_png(result.mask.astype(np.uint8) * 255),
+            result=json.dumps(result.to_record()),
+            mask_bits=np.packbits(result.mask).tobytes(),
             overlay_png=_overlay_png(gray, result.mask) if self.write_overlays else b"",
-            model_versions=_encode_versions(result.model_versions),
             gray=b"",  # done with the pixels: keep the rows light for the writer
             graynet_map=b"",
         )
@@ -240,55 +228,32 @@ class FCNStage(FirstStage):
         return _frame(rows)
 
     def _segment(self, rows: list[Row]) -> None:
-        segmenter = self.segmenter
+        from tumorseg.inference import FirstStageOutput
+
         grays = [gray_of(row) for row in rows]
-        maps = [
-            np.frombuffer(row["graynet_map"], np.float32).reshape(gray.shape)
+        firsts = [
+            FirstStageOutput(
+                Decision.from_record(row),
+                np.frombuffer(row["graynet_map"], np.float32).reshape(gray.shape),
+            )
             for row, gray in zip(rows, grays, strict=True)
         ]
-        for row, gray, graynet_map, fcn_map in zip(
-            rows, grays, maps, segmenter.fcn_probabilities(grays, maps), strict=True
-        ):
-            decision = _decision_of(row)
-            self._finish(row, gray, segmenter.fuse(decision, graynet_map, fcn_map), decision)
+        fcn_maps = self.segmenter.fcn_stage(grays, firsts)
+        for row, gray, first, fcn_map in zip(rows, grays, firsts, fcn_maps, strict=True):
+            self._finish(row, gray, first, fcn_map)
 
 
-def _decision_columns(decision: Decision) -> Row:
-    return {
-        "tumor_present": decision.tumor_present,
-        "tumor_probability": decision.tumor_probability,
-        "route": decision.route,
-        "route_confidence": decision.route_confidence,
-        "p_heterogeneous": decision.p_heterogeneous,
-    }
-
-
-def _decision_of(row: Row) -> Decision:
-    return Decision(
-        tumor_present=bool(row["tumor_present"]),
-        tumor_probability=float(row["tumor_probability"]),
-        route=row["route"],
-        route_confidence=float(row["route_confidence"]),
-        p_heterogeneous=float(row["p_heterogeneous"]),
-    )
-
-
-def _encode_versions(versions: dict[str, str]) -> str:
-    """``role=name/version;…``: one string column instead of a nested one."""
-    return ";".join(f"{role}={label}" for role, label in sorted(versions.items()))
-
-
-def _png(image: np.ndarray) -> bytes:
-    ok, encoded = cv2.imencode(".png", image)
-    if not ok:  # pragma: no cover - PNG encoding of uint8 arrays does not fail
-        raise RuntimeError("could not encode a PNG")
-    return encoded.tobytes()
+def mask_of(row: Row) -> np.ndarray:
+    """The finished mask of a row, back from its packed bits."""
+    height, width = int(row["height"]), int(row["width"])
+    bits = np.unpackbits(np.frombuffer(row["mask_bits"], np.uint8), count=height * width)
+    return bits.reshape(height, width).astype(bool)
 
 
 def _overlay_png(gray: np.ndarray, mask: np.ndarray) -> bytes:
     from tumorseg.tracking.plots import overlay_array
 
-    return _png(cv2.cvtColor(overlay_array(gray, None, mask), cv2.COLOR_RGB2BGR))
+    return png_bytes(overlay_array(gray, None, mask))
 
 
 # --------------------------------------------------------------------------- write
@@ -317,7 +282,7 @@ def write_batch(batch: pd.DataFrame, output: str, dicom_seg: bool = False) -> pd
     finished_at = datetime.now(UTC)
     results, errors = [], []
     for row in rows:
-        if row["status"] == OK and not row["mask_png"]:
+        if row["status"] == OK and not row["result"]:
             _fail(row, "route", RuntimeError(f"no branch segmented route {row['route']!r}"))
         if row["status"] == OK:
             try:
@@ -351,7 +316,7 @@ def _write_outputs(row: Row, output: str, dicom_seg: bool) -> Row:
     # The SEG is built first: if the source cannot take one, nothing is written.
     seg = _dicom_seg(row) if dicom_seg and is_dicom_file(row["absolute_path"]) else b""
     mask_path = output_path(output, MASKS_DIR, row["relative_path"])
-    write_atomic(mask_path, row["mask_png"])
+    write_atomic(mask_path, png_bytes(mask_of(row)))
     row["mask_path"] = str(mask_path.relative_to(output))
     row["overlay_path"] = ""
     if row["overlay_png"]:
@@ -369,13 +334,8 @@ def _write_outputs(row: Row, output: str, dicom_seg: bool) -> Row:
 def _dicom_seg(row: Row) -> bytes:
     from tumorseg.io.dicom_seg import dicom_seg_bytes
 
-    mask = cv2.imdecode(np.frombuffer(row["mask_png"], np.uint8), cv2.IMREAD_GRAYSCALE) > 0
-    return dicom_seg_bytes(row["absolute_path"], mask, _decode_versions(row["model_versions"]))
-
-
-def _decode_versions(encoded: str) -> dict[str, str]:
-    """Inverse of :func:`_encode_versions`: ``{role: "name/version"}``."""
-    return dict(item.split("=", 1) for item in encoded.split(";") if item)
+    versions = versions_of_record(json.loads(row["result"]))
+    return dicom_seg_bytes(row["absolute_path"], mask_of(row), versions)
 
 
 def _file_record(row: Row, finished_at: datetime) -> Row:
@@ -391,30 +351,14 @@ def _file_record(row: Row, finished_at: datetime) -> Row:
 
 
 def _result_record(row: Row, finished_at: datetime) -> Row:
-    versions = _decode_versions(row["model_versions"])
-    record = _file_record(row, finished_at)
-    for role in ("classifier", "graynet", "fcn"):
-        name, _, version = versions.get(role, "").rpartition("/")
-        record[f"{role}_model"] = name
-        record[f"{role}_version"] = version
-    bbox = {k: int(row[k]) for k in ("bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1")}
-    empty = bbox["bbox_y0"] < 0
-    record.update(
-        {k: None if empty else v for k, v in bbox.items()},
-        height=int(row["height"]),
-        width=int(row["width"]),
-        route=row["route"],
-        route_confidence=float(row["route_confidence"]),
-        tumor_present=bool(row["tumor_present"]),
-        tumor_probability=float(row["tumor_probability"]),
-        heterogeneity_score=float(row["heterogeneity_score"]),
-        area_px=int(row["area_px"]),
-        mask_path=row["mask_path"],
-        overlay_path=row["overlay_path"] or None,
-        dicom_seg_path=row["dicom_seg_path"] or None,
-        elapsed_s=float(row["elapsed_s"]),
-    )
-    return record
+    return {
+        **_file_record(row, finished_at),
+        **json.loads(row["result"]),
+        "mask_path": row["mask_path"],
+        "overlay_path": row["overlay_path"] or None,
+        "dicom_seg_path": row["dicom_seg_path"] or None,
+        "elapsed_s": float(row["elapsed_s"]),
+    }
 
 
 def _error_record(row: Row, finished_at: datetime) -> Row:

@@ -2,6 +2,6 @@
 
 from tumorseg.inference.models import ModelSet
 from tumorseg.inference.result import SegmentationResult
-from tumorseg.inference.segmenter import Segmenter
+from tumorseg.inference.segmenter import FirstStageOutput, Segmenter
 
-__all__ = ["ModelSet", "SegmentationResult", "Segmenter"]
+__all__ = ["FirstStageOutput", "ModelSet", "SegmentationResult", "Segmenter"]

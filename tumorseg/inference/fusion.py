@@ -9,8 +9,9 @@ See :class:`~tumorseg.config.SegmenterConfig` for what each setting means.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -48,6 +49,21 @@ class Decision:
     route: Route
     route_confidence: float  # the chosen route's probability (1.0 when forced)
     p_heterogeneous: float
+
+    def to_record(self) -> dict[str, Any]:
+        """Flat fields, for pipelines that carry a decision between workers."""
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Decision:
+        """Inverse of :meth:`to_record` (other keys of ``record`` are ignored)."""
+        return cls(
+            tumor_present=bool(record["tumor_present"]),
+            tumor_probability=float(record["tumor_probability"]),
+            route=record["route"],
+            route_confidence=float(record["route_confidence"]),
+            p_heterogeneous=float(record["p_heterogeneous"]),
+        )
 
 
 def first_stage_evidence(

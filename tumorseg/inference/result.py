@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from tumorseg.config import Route
+from tumorseg.networks.roles import FUSED_ROLES as VERSIONED_ROLES
 
 
 @dataclass
@@ -44,19 +46,50 @@ class SegmentationResult:
         cols = np.flatnonzero(self.mask.any(axis=0))
         return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
 
-    def summary(self) -> dict[str, Any]:
-        """JSON-friendly fields (everything but the mask pixels)."""
+    def to_json(self) -> dict[str, Any]:
+        """JSON-friendly fields (everything but the mask pixels): the HTTP body's.
+
+        The bounding box is ``{"y0", "x0", "y1", "x1"}`` (exclusive ends) or ``None``;
+        model versions map each role to ``"<registered name>/<version>"``.
+        """
+        bbox = self.bbox
         return {
             "height": int(self.mask.shape[0]),
             "width": int(self.mask.shape[1]),
             "route": self.route,
-            "route_confidence": self.route_confidence,
-            "heterogeneity_score": self.heterogeneity_score,
-            "tumor_present": self.tumor_present,
-            "tumor_probability": self.tumor_probability,
+            "route_confidence": float(self.route_confidence),
+            "heterogeneity_score": float(self.heterogeneity_score),
+            "tumor_present": bool(self.tumor_present),
+            "tumor_probability": float(self.tumor_probability),
             "area_px": self.area_px,
-            "bbox": self.bbox,
+            "bbox": None if bbox is None else dict(zip(BBOX_KEYS, bbox, strict=True)),
             "pass_tiles": list(self.pass_tiles),
             "timings": dict(self.timings),
             "model_versions": dict(self.model_versions),
         }
+
+    def to_record(self) -> dict[str, Any]:
+        """:meth:`to_json` flattened for a table (the bulk job's Parquet schema): the box
+        as ``bbox_y0`` … (``None`` when empty), each fused role's version as
+        ``<role>_model`` and ``<role>_version``; no timings or pass list."""
+        body = self.to_json()
+        bbox = body.pop("bbox") or {}
+        versions = body.pop("model_versions")
+        del body["timings"], body["pass_tiles"]
+        record = {**body, **{f"bbox_{key}": bbox.get(key) for key in BBOX_KEYS}}
+        for role in VERSIONED_ROLES:
+            name, _, version = versions.get(role, "").rpartition("/")
+            record[f"{role}_model"], record[f"{role}_version"] = name, version
+        return record
+
+
+def versions_of_record(record: Mapping[str, Any]) -> dict[str, str]:
+    """``{role: "<name>/<version>"}`` back from a :meth:`SegmentationResult.to_record`."""
+    return {
+        role: f"{record[f'{role}_model']}/{record[f'{role}_version']}"
+        for role in VERSIONED_ROLES
+        if record.get(f"{role}_model")
+    }
+
+
+BBOX_KEYS: tuple[str, ...] = ("y0", "x0", "y1", "x1")

@@ -1,14 +1,15 @@
 """The fused pipeline: classifier and binarizer + gray net on every image, then tumor
 presence, the route, and the iterative multi-scale FCN on the heterogeneous route.
 
-:class:`Segmenter` is the one inference path: the batch job and the Serve
-deployments call these same stage functions.
+:class:`Segmenter` is the one inference path: the batch job, the Serve
+deployments and evaluation call its stages (first stage, FCN stage, finish).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -49,6 +50,17 @@ class Segmenter:
         config = config or SegmenterConfig()
         return cls(ModelSet.untrained(config.networks, seed), config, device)
 
+    @classmethod
+    def from_folder(
+        cls, directory: str, device: str | torch.device | None = None, engine: str = "torch"
+    ) -> Segmenter:
+        """A segmenter from a model folder (``tumorseg export``): no MLflow, no Ray.
+        ``engine="onnx"`` runs its ONNX graphs with ONNX Runtime on the CPU."""
+        from tumorseg.inference.model_folder import load_model_folder
+
+        models, config = load_model_folder(directory, engine=engine)
+        return cls(models, config, "cpu" if engine == "onnx" else device)
+
     def segment(self, image: np.ndarray, route: Route | None = None) -> SegmentationResult:
         """Segment one image (gray, RGB or RGBA array); ``route`` forces a branch."""
         return self.segment_batch([image], None if route is None else [route])[0]
@@ -63,40 +75,92 @@ class Segmenter:
         confidence is then 1.0 and the image is taken to hold a lesion.
         """
         grays = [to_grayscale(image) for image in images]
+        firsts = self.first_stage(grays, routes)
+        members = [i for i, first in enumerate(firsts) if first.needs_fcn]
+        fcn_maps = self.fcn_stage([grays[i] for i in members], [firsts[i] for i in members])
+        by_image = dict(zip(members, fcn_maps, strict=True))
+        return [
+            self.finish(gray, first, by_image.get(i))
+            for i, (gray, first) in enumerate(zip(grays, firsts, strict=True))
+        ]
+
+    # The three stages below are the whole method; pipelines that run stages in
+    # workers of their own (bulk segmentation on Ray Data, the Serve deployments)
+    # call these and nothing else: first stage on every image → the FCN stage on the
+    # images that need it → finish each image.
+
+    def first_stage(
+        self,
+        grays: Sequence[np.ndarray],
+        routes: Sequence[Route | None] | None = None,
+        *,
+        classes: np.ndarray | Sequence[Sequence[float]] | None = None,
+        binaries: Sequence[np.ndarray] | None = None,
+    ) -> list[FirstStageOutput]:
+        """Classifier and gray net on every image, then each image's presence and route.
+
+        ``routes`` forces branches (``None`` entries decide). ``classes`` (the
+        classifier's probabilities) and ``binaries`` (``binarize_images`` results)
+        may come from elsewhere (the Serve Classifier and Binarizer); by default they
+        are computed here.
+        """
         if routes is not None and len(routes) != len(grays):
             raise ValueError(f"got {len(routes)} routes for {len(grays)} images")
         timings: list[dict[str, float]] = [{} for _ in grays]
-        start = time.perf_counter()
-        classes = self.class_probabilities(grays)
-        _share(timings, range(len(grays)), "classify", time.perf_counter() - start)
-        start = time.perf_counter()
-        graynet_maps = self.graynet_probabilities(grays)
-        _share(timings, range(len(grays)), "graynet", time.perf_counter() - start)
-        decisions = [
-            self.decide(gray, p, m, None if routes is None else routes[i])
-            for i, (gray, p, m) in enumerate(zip(grays, classes, graynet_maps, strict=True))
-        ]
-        fcn_maps: list[np.ndarray | None] = [None] * len(grays)
-        members = [i for i, d in enumerate(decisions) if self.needs_fcn(d)]
-        if members:
+        if classes is None:
             start = time.perf_counter()
-            maps = self.fcn_probabilities(
-                [grays[i] for i in members], [graynet_maps[i] for i in members]
-            )
-            for i, probability in zip(members, maps, strict=True):
-                fcn_maps[i] = probability
-            _share(timings, members, "fcn", time.perf_counter() - start)
+            classes = self.class_probabilities(grays)
+            _share(timings, range(len(grays)), "classify", time.perf_counter() - start)
+        start = time.perf_counter()
+        maps = self.graynet_probabilities(grays, binaries)
+        _share(timings, range(len(grays)), "graynet", time.perf_counter() - start)
+        forced = list(routes) if routes is not None else [None] * len(grays)
         return [
-            self.finish(gray, self.fuse(decision, graynet_map, fcn_map), decision, timing)
-            for gray, graynet_map, fcn_map, decision, timing in zip(
-                grays, graynet_maps, fcn_maps, decisions, timings, strict=True
+            FirstStageOutput(self.decide(gray, p, graynet_map, route), graynet_map, timing)
+            for gray, p, graynet_map, route, timing in zip(
+                grays, classes, maps, forced, timings, strict=True
             )
         ]
 
-    # The stages below are public so that pipelines which run each stage in its own
-    # worker (bulk segmentation on Ray Data, Serve deployments, evaluation) call this
-    # same code: classifier and gray net on every image → decide → FCN on the images
-    # that take its route → fuse → finish.
+    def fcn_stage(
+        self, grays: Sequence[np.ndarray], firsts: Sequence[FirstStageOutput]
+    ) -> list[np.ndarray]:
+        """The multi-scale FCN's maps of images whose first stage says it must run."""
+        if not grays:
+            return []
+        start = time.perf_counter()
+        maps = self.fcn_probabilities(grays, [first.graynet_map for first in firsts])
+        _share(
+            [first.timings for first in firsts],
+            range(len(firsts)),
+            "fcn",
+            time.perf_counter() - start,
+        )
+        return maps
+
+    def finish(
+        self, gray: np.ndarray, first: FirstStageOutput, fcn_map: np.ndarray | None = None
+    ) -> SegmentationResult:
+        """Fuse the branches' maps, threshold, post-process for the route, score."""
+        decision, timings = first.decision, dict(first.timings)
+        probability = fuse(decision, first.graynet_map, fcn_map, self.config)
+        mask = final_mask(probability, decision, self.config)
+        start = time.perf_counter()
+        score = heterogeneity_score(gray, mask, smoothing_sigma=self.config.triage.smoothing_sigma)
+        timings["score"] = time.perf_counter() - start
+        return SegmentationResult(
+            mask=mask,
+            route=decision.route,
+            route_confidence=decision.route_confidence,
+            heterogeneity_score=score,
+            tumor_present=decision.tumor_present,
+            tumor_probability=decision.tumor_probability,
+            pass_tiles=self.config.multiscale.pass_tiles if first.needs_fcn else (),
+            timings=timings,
+            model_versions=dict(self.models.versions),
+        )
+
+    # Each network on its own, for evaluation (which saves every branch's map).
 
     def class_probabilities(self, grays: Sequence[np.ndarray]) -> np.ndarray:
         """``(N, 3)`` classifier probabilities over normal / homogeneous / heterogeneous."""
@@ -105,12 +169,7 @@ class Segmenter:
     def graynet_probabilities(
         self, grays: Sequence[np.ndarray], binaries: Sequence[np.ndarray] | None = None
     ) -> list[np.ndarray]:
-        """The gray net's tumor probability maps (each at its image's size): the first
-        stage, run on every image.
-
-        ``binaries`` are ``binarize_images`` results computed elsewhere (the Serve
-        Binarizer); by default the branch binarizes itself.
-        """
+        """The gray net's tumor probability maps (each at its image's size)."""
         config = self.config
         return segment_homogeneous(
             self.models.graynet,
@@ -151,45 +210,23 @@ class Segmenter:
         evidence = first_stage_evidence(gray, class_probabilities, graynet_map, self.config)
         return decide(evidence, self.config, route)
 
-    @staticmethod
-    def needs_fcn(decision: Decision) -> bool:
-        """Whether the multi-scale FCN must run on an image."""
-        return decision.tumor_present and decision.route == "heterogeneous"
 
-    def fuse(
-        self, decision: Decision, graynet_map: np.ndarray, fcn_map: np.ndarray | None
-    ) -> np.ndarray:
-        """The image's final probability map (see :func:`tumorseg.inference.fusion.fuse`)."""
-        return fuse(decision, graynet_map, fcn_map, self.config)
+@dataclass
+class FirstStageOutput:
+    """The first stage's answer for one image: presence and route, and the gray net's
+    map (the FCN's first guide, and half of a soft fusion)."""
 
-    def finish(
-        self,
-        gray: np.ndarray,
-        probability: np.ndarray,
-        decision: Decision,
-        timings: dict[str, float] | None = None,
-    ) -> SegmentationResult:
-        """Threshold the fused map, post-process it for its route, score the image."""
-        timings = {} if timings is None else timings
-        mask = final_mask(probability, decision, self.config)
-        start = time.perf_counter()
-        score = heterogeneity_score(gray, mask, smoothing_sigma=self.config.triage.smoothing_sigma)
-        timings["score"] = time.perf_counter() - start
-        ran_fcn = self.needs_fcn(decision)
-        return SegmentationResult(
-            mask=mask,
-            route=decision.route,
-            route_confidence=decision.route_confidence,
-            heterogeneity_score=score,
-            tumor_present=decision.tumor_present,
-            tumor_probability=decision.tumor_probability,
-            pass_tiles=self.config.multiscale.pass_tiles if ran_fcn else (),
-            timings=timings,
-            model_versions=dict(self.models.versions),
-        )
+    decision: Decision
+    graynet_map: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def needs_fcn(self) -> bool:
+        """Whether the multi-scale FCN must run on this image."""
+        return self.decision.tumor_present and self.decision.route == "heterogeneous"
 
 
-def _share(timings: list[dict[str, float]], members, stage: str, seconds: float) -> None:
+def _share(timings: Sequence[dict[str, float]], members, stage: str, seconds: float) -> None:
     members = list(members)
     for i in members:
         timings[i][stage] = seconds / len(members)

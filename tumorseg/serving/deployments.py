@@ -28,8 +28,7 @@ import numpy as np
 from ray import serve
 
 from tumorseg.config import Route
-from tumorseg.inference import Segmenter
-from tumorseg.inference.fusion import Decision
+from tumorseg.inference import FirstStageOutput, Segmenter
 from tumorseg.inference.result import SegmentationResult
 from tumorseg.serving.settings import ModelChoice, ServeSettings
 from tumorseg.tracking import load_model_config, load_model_set
@@ -83,7 +82,8 @@ class _ModelStage(_Reconfigurable):
     def _load(self, choice: ModelChoice) -> None:
         models, config = load_model_set(
             choice.tracking_uri,
-            **choice.registry_query(),
+            choice.selector,
+            names=choice.names,
             device=None,  # the replica's GPU when it was given one
         )
         self.segmenter, self.choice = Segmenter(models, config), choice
@@ -116,7 +116,7 @@ class Binarizer(_Reconfigurable):
     """The binarization module: no network, only the set's binarizer settings."""
 
     def _load(self, choice: ModelChoice) -> None:
-        config, _ = load_model_config(choice.tracking_uri, **choice.registry_query())
+        config, _ = load_model_config(choice.tracking_uri, choice.selector, names=choice.names)
         self.binarizer, self.choice = config.binarizer, choice
 
     async def binarize(self, gray: np.ndarray) -> np.ndarray:
@@ -127,12 +127,11 @@ class Binarizer(_Reconfigurable):
 
 @dataclass
 class FirstStageOutcome:
-    """What the GrayNet deployment answers: the decision, and either the finished result
-    or, when the FCN must run, the gray net's map that guides it."""
+    """What the GrayNet deployment answers: the first stage's output, and the finished
+    result unless the FCN must run."""
 
-    decision: Decision
+    first: FirstStageOutput
     result: SegmentationResult | None
-    graynet_map: np.ndarray | None
     graynet_version: str
 
 
@@ -149,18 +148,14 @@ class GrayNet(_ModelStage):
 
         def run() -> list[FirstStageOutcome]:
             grays, binaries, classes, routes = (list(c) for c in zip(*requests, strict=True))
-            maps = segmenter.graynet_probabilities(grays, binaries)
+            firsts = segmenter.first_stage(grays, routes, classes=classes, binaries=binaries)
             version = segmenter.models.versions["graynet"]
-            out = []
-            for gray, p, graynet_map, route in zip(grays, classes, maps, routes, strict=True):
-                decision = segmenter.decide(gray, p, graynet_map, route)
-                if segmenter.needs_fcn(decision):
-                    out.append(FirstStageOutcome(decision, None, graynet_map, version))
-                    continue
-                probability = segmenter.fuse(decision, graynet_map, None)
-                result = segmenter.finish(gray, probability, decision)
-                out.append(FirstStageOutcome(decision, result, None, version))
-            return out
+            return [
+                FirstStageOutcome(
+                    first, None if first.needs_fcn else segmenter.finish(gray, first), version
+                )
+                for gray, first in zip(grays, firsts, strict=True)
+            ]
 
         return await asyncio.to_thread(run)
 
@@ -172,18 +167,16 @@ class MultiScaleFCN(_ModelStage):
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.0)
     async def segment(
-        self, requests: list[tuple[np.ndarray, np.ndarray, Decision]]
+        self, requests: list[tuple[np.ndarray, FirstStageOutput]]
     ) -> list[SegmentationResult]:
         segmenter = self.segmenter
 
         def run() -> list[SegmentationResult]:
-            grays, maps, decisions = (list(c) for c in zip(*requests, strict=True))
-            fcn_maps = segmenter.fcn_probabilities(grays, maps)
+            grays, firsts = (list(c) for c in zip(*requests, strict=True))
+            fcn_maps = segmenter.fcn_stage(grays, firsts)
             return [
-                segmenter.finish(gray, segmenter.fuse(decision, graynet_map, fcn_map), decision)
-                for gray, graynet_map, fcn_map, decision in zip(
-                    grays, maps, fcn_maps, decisions, strict=True
-                )
+                segmenter.finish(gray, first, fcn_map)
+                for gray, first, fcn_map in zip(grays, firsts, fcn_maps, strict=True)
             ]
 
         return await asyncio.to_thread(run)

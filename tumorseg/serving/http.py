@@ -9,9 +9,6 @@ import base64
 import hmac
 from typing import Any
 
-import cv2
-import numpy as np
-
 from tumorseg.inference.result import SegmentationResult
 
 #: Media types accepted as a raw body (or as the part of a multipart upload).
@@ -67,13 +64,6 @@ def check_declared_length(content_length: str | None, max_bytes: int) -> None:
         raise RequestError(413, f"body of {length} bytes is over the limit of {max_bytes}")
 
 
-def png_bytes(mask: np.ndarray) -> bytes:
-    ok, encoded = cv2.imencode(".png", mask.astype(np.uint8) * 255)
-    if not ok:  # pragma: no cover - PNG encoding of uint8 arrays does not fail
-        raise RuntimeError("could not encode the mask as PNG")
-    return encoded.tobytes()
-
-
 def segment_payload(
     result: SegmentationResult,
     mask_png: bytes,
@@ -81,23 +71,13 @@ def segment_payload(
     deployments: list[str],
     timings: dict[str, float],
 ) -> dict[str, Any]:
-    """The JSON answer of ``POST /v1/segment``."""
-    bbox = result.bbox
+    """The JSON answer of ``POST /v1/segment``: the result's own JSON, the mask, and
+    how the app produced it."""
+    body = result.to_json()
+    body.pop("timings")  # the app's own, end to end, below
     return {
-        "route": result.route,
-        "route_confidence": result.route_confidence,
-        "heterogeneity_score": result.heterogeneity_score,
-        "tumor_present": result.tumor_present,
-        "tumor_probability": result.tumor_probability,
-        "width": int(result.mask.shape[1]),
-        "height": int(result.mask.shape[0]),
-        "area_px": result.area_px,
-        "bbox": None
-        if bbox is None
-        else {"y0": bbox[0], "x0": bbox[1], "y1": bbox[2], "x1": bbox[3]},
+        **body,
         "mask_png_base64": base64.b64encode(mask_png).decode("ascii"),
-        "pass_tiles": list(result.pass_tiles),
-        "model_versions": dict(result.model_versions),
         "deployments": deployments,
         "timings_ms": {stage: round(seconds * 1000, 3) for stage, seconds in timings.items()},
     }

@@ -23,13 +23,13 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from tumorseg.errors import ImageTooLargeError, InvalidImageError
+from tumorseg.io.encode import png_bytes
 from tumorseg.serving.http import (
     MULTIPART,
     RequestError,
     authorized,
     check_declared_length,
     media_type,
-    png_bytes,
     segment_payload,
     upload_name,
 )
@@ -192,7 +192,7 @@ class Ingress:
         result = first.result
         if result is None:
             started = time.perf_counter()
-            result = await stages.fcn.segment.remote((gray, first.graynet_map, first.decision))
+            result = await stages.fcn.segment.remote((gray, first.first))
             timings["fcn"] = time.perf_counter() - started
             deployments.append("MultiScaleFCN")
         result.model_versions.update(classifier=classifier_version, graynet=first.graynet_version)
