@@ -107,13 +107,13 @@ def test_predict_gives_the_bulk_jobs_masks(
 
 
 def test_the_onnx_engine_gives_torchs_masks_within_tolerance(predicted) -> None:
-    """Tolerance: at most 0.1 % of an image's pixels differ (float reduction order moves
+    """Tolerance: at most 0.2 % of an image's pixels differ (float reduction order moves
     probabilities that sit at the 0.5 threshold)."""
     torch_masks = masks(predicted["torch"] / MASKS_DIR)
     onnx_masks = masks(predicted["onnx"] / MASKS_DIR)
     assert torch_masks.keys() == onnx_masks.keys() and len(torch_masks) == N_IMAGES
     for name, mask in torch_masks.items():
-        assert np.mean(mask != onnx_masks[name]) <= 1e-3, name
+        assert np.mean(mask != onnx_masks[name]) <= 2e-3, name
 
 
 def test_every_input_failing_exits_non_zero(exported, tmp_path, capsys) -> None:

@@ -91,10 +91,7 @@ def load_model_folder(
     """
     directory = Path(directory)
     metadata = read_metadata(directory)
-    try:
-        config = SegmenterConfig.from_dict(json.loads((directory / CONFIG_FILE).read_text()))
-    except (OSError, ValueError, TypeError) as error:
-        raise ModelArtifactError(f"{directory}: unreadable {CONFIG_FILE} ({error})") from None
+    config = read_folder_config(directory)
     if engine == "onnx":
         models = {role: _onnx_network(directory, role) for role in FUSED_ROLES}
     elif engine == "torch":
@@ -104,6 +101,15 @@ def load_model_folder(
     versions = metadata.get("model_versions") or {}
     labels = {role: str(versions.get(role, f"{directory.name}/{role}")) for role in FUSED_ROLES}
     return ModelSet(**models, versions=labels), config
+
+
+def read_folder_config(directory: str | Path) -> SegmenterConfig:
+    """The folder's segmenter config, without loading any network."""
+    path = Path(directory) / CONFIG_FILE
+    try:
+        return SegmenterConfig.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError) as error:
+        raise ModelArtifactError(f"{path}: unreadable ({error})") from None
 
 
 def _onnx_network(directory: Path, role: str) -> nn.Module:

@@ -95,14 +95,16 @@ class Segmenter:
         routes: Sequence[Route | None] | None = None,
         *,
         classes: np.ndarray | Sequence[Sequence[float]] | None = None,
+        classifier_versions: Sequence[str] | None = None,
         binaries: Sequence[np.ndarray] | None = None,
     ) -> list[FirstStageOutput]:
         """Classifier and gray net on every image, then each image's presence and route.
 
         ``routes`` forces branches (``None`` entries decide). ``classes`` (the
-        classifier's probabilities) and ``binaries`` (``binarize_images`` results)
-        may come from elsewhere (the Serve Classifier and Binarizer); by default they
-        are computed here.
+        classifier's probabilities, with the ``classifier_versions`` that gave them)
+        and ``binaries`` (``binarize_images`` results) may come from elsewhere (the
+        Serve Classifier and Binarizer); by default they are computed here. Each
+        output records the versions of the networks that made it.
         """
         if routes is not None and len(routes) != len(grays):
             raise ValueError(f"got {len(routes)} routes for {len(grays)} images")
@@ -115,10 +117,17 @@ class Segmenter:
         maps = self.graynet_probabilities(grays, binaries)
         _share(timings, range(len(grays)), "graynet", time.perf_counter() - start)
         forced = list(routes) if routes is not None else [None] * len(grays)
+        own = self.models.versions
+        classifiers = classifier_versions or [own.get("classifier", "")] * len(grays)
         return [
-            FirstStageOutput(self.decide(gray, p, graynet_map, route), graynet_map, timing)
-            for gray, p, graynet_map, route, timing in zip(
-                grays, classes, maps, forced, timings, strict=True
+            FirstStageOutput(
+                self.decide(gray, p, graynet_map, route),
+                graynet_map,
+                timing,
+                {"classifier": classifier, "graynet": own.get("graynet", "")},
+            )
+            for gray, p, graynet_map, route, timing, classifier in zip(
+                grays, classes, maps, forced, timings, classifiers, strict=True
             )
         ]
 
@@ -157,7 +166,7 @@ class Segmenter:
             tumor_probability=decision.tumor_probability,
             pass_tiles=self.config.multiscale.pass_tiles if first.needs_fcn else (),
             timings=timings,
-            model_versions=dict(self.models.versions),
+            model_versions={**self.models.versions, **first.versions},
         )
 
     # Each network on its own, for evaluation (which saves every branch's map).
@@ -219,6 +228,7 @@ class FirstStageOutput:
     decision: Decision
     graynet_map: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)  # of the networks that ran
 
     @property
     def needs_fcn(self) -> bool:

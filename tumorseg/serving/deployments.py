@@ -29,7 +29,9 @@ from ray import serve
 
 from tumorseg.config import Route
 from tumorseg.inference import FirstStageOutput, Segmenter
+from tumorseg.inference.model_folder import load_model_folder, read_folder_config
 from tumorseg.inference.result import SegmentationResult
+from tumorseg.inference.tensors import select_device
 from tumorseg.serving.settings import ModelChoice, ServeSettings
 from tumorseg.tracking import load_model_config, load_model_set
 
@@ -80,12 +82,15 @@ class _ModelStage(_Reconfigurable):
         super().__init__(settings)
 
     def _load(self, choice: ModelChoice) -> None:
-        models, config = load_model_set(
-            choice.tracking_uri,
-            choice.selector,
-            names=choice.names,
-            device=None,  # the replica's GPU when it was given one
-        )
+        if choice.model_folder:
+            models, config = load_model_folder(choice.model_folder, select_device(None))
+        else:
+            models, config = load_model_set(
+                choice.tracking_uri,
+                choice.selector,
+                names=choice.names,
+                device=None,  # the replica's GPU when it was given one
+            )
         self.segmenter, self.choice = Segmenter(models, config), choice
         log.info("%s serves %s", type(self).__name__, models.versions)
 
@@ -116,7 +121,10 @@ class Binarizer(_Reconfigurable):
     """The binarization module: no network, only the set's binarizer settings."""
 
     def _load(self, choice: ModelChoice) -> None:
-        config, _ = load_model_config(choice.tracking_uri, choice.selector, names=choice.names)
+        if choice.model_folder:
+            config = read_folder_config(choice.model_folder)
+        else:
+            config, _ = load_model_config(choice.tracking_uri, choice.selector, names=choice.names)
         self.binarizer, self.choice = config.binarizer, choice
 
     async def binarize(self, gray: np.ndarray) -> np.ndarray:
@@ -132,7 +140,6 @@ class FirstStageOutcome:
 
     first: FirstStageOutput
     result: SegmentationResult | None
-    graynet_version: str
 
 
 @serve.deployment(name="GrayNet", **NETWORK_OPTIONS)
@@ -142,18 +149,18 @@ class GrayNet(_ModelStage):
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0)
     async def segment(
-        self, requests: list[tuple[np.ndarray, np.ndarray, np.ndarray, Route | None]]
+        self, requests: list[tuple[np.ndarray, np.ndarray, tuple[np.ndarray, str], Route | None]]
     ) -> list[FirstStageOutcome]:
         segmenter = self.segmenter
 
         def run() -> list[FirstStageOutcome]:
-            grays, binaries, classes, routes = (list(c) for c in zip(*requests, strict=True))
-            firsts = segmenter.first_stage(grays, routes, classes=classes, binaries=binaries)
-            version = segmenter.models.versions["graynet"]
+            grays, binaries, classified, routes = (list(c) for c in zip(*requests, strict=True))
+            classes, versions = (list(c) for c in zip(*classified, strict=True))
+            firsts = segmenter.first_stage(
+                grays, routes, classes=classes, classifier_versions=versions, binaries=binaries
+            )
             return [
-                FirstStageOutcome(
-                    first, None if first.needs_fcn else segmenter.finish(gray, first), version
-                )
+                FirstStageOutcome(first, None if first.needs_fcn else segmenter.finish(gray, first))
                 for gray, first in zip(grays, firsts, strict=True)
             ]
 

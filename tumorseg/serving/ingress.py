@@ -179,14 +179,14 @@ class Ingress:
         # Binarize while the classifier decides: both are needed before the gray net.
         binarized = stages.binarizer.binarize.remote(gray)
         try:
-            classes, classifier_version = await stages.classifier.classify.remote(gray)
+            classified = await stages.classifier.classify.remote(gray)  # (p, version)
             timings["classify"] = time.perf_counter() - started
             binary = await binarized
             timings["binarize"] = time.perf_counter() - started
         finally:
             binarized.cancel()  # a no-op once finished; frees it when the classifier failed
         started = time.perf_counter()
-        first = await stages.graynet.segment.remote((gray, binary, classes, forced_route))
+        first = await stages.graynet.segment.remote((gray, binary, classified, forced_route))
         timings["graynet"] = time.perf_counter() - started
         deployments = ["Classifier", "Binarizer", "GrayNet"]
         result = first.result
@@ -195,7 +195,6 @@ class Ingress:
             result = await stages.fcn.segment.remote((gray, first.first))
             timings["fcn"] = time.perf_counter() - started
             deployments.append("MultiScaleFCN")
-        result.model_versions.update(classifier=classifier_version, graynet=first.graynet_version)
         return result, deployments
 
     async def _read_upload(self, request: Request) -> tuple[bytes, str]:

@@ -24,6 +24,7 @@ class ModelChoice:
     model_version: str | None = None
     tracking_uri: str | None = None
     model_prefix: str = "tumorseg"
+    model_folder: str | None = None  # a model folder (tumorseg export) instead of the registry
 
     def __post_init__(self) -> None:
         self.selector  # noqa: B018 - validates alias xor version now, not at load time
@@ -88,6 +89,7 @@ class ServeSettings:
             model_version=version,
             tracking_uri=args.pop("tracking_uri", None) or os.environ.get(ENV_TRACKING_URI),
             model_prefix=args.pop("model_prefix", "tumorseg"),
+            model_folder=_optional_str(args.pop("model_folder", None)),
         )
         settings = cls(
             models=models,

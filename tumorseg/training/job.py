@@ -49,6 +49,7 @@ def run_train_job(options: TrainJobOptions) -> TrainingOutcome:
             experiment=options.experiment,
             names=options.names,
             storage_path=str(storage),
+            source=options.data or "built-in phantom corpus",
         )
     print(format_outcome(outcome, tracking_uri))
     return outcome

@@ -64,12 +64,14 @@ def run_training(
     experiment: str,
     names: ModelNames,
     storage_path: str,
+    source: str = "",
 ) -> TrainingOutcome:
-    """Train every network on its shard, validate the fused pipeline, register the models."""
+    """Train every network on its shard, validate the fused pipeline, register the models.
+    ``source`` (the corpus's path) is tagged ``data`` on the run, for model cards."""
     start = time.perf_counter()
     roles = [*FUSED_ROLES, *(["baseline"] if config.train_baseline else [])]
     mlflow.set_experiment(experiment)
-    with mlflow.start_run(run_name="train") as parent:
+    with mlflow.start_run(run_name="train", tags={"data": source}) as parent:
         corpus = prepare_corpus(records, config)
         split_counts = _log_corpus(corpus, config)
         fits = _fit_all(corpus, roles, config, storage_path, parent.info.run_id)
