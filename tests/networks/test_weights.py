@@ -19,7 +19,7 @@ SMALL = NetworkConfig(graynet_size=64, graynet_width=8, graynet_input="binary+gr
 def test_every_role_round_trips(role, tmp_path) -> None:
     torch.manual_seed(0)
     model = build_network(role, SMALL).eval()
-    save_network(model, role, SMALL, tmp_path, (1, 64, 64))
+    save_network(model, role, SMALL, tmp_path)
     loaded = load_network(tmp_path, role=role)
     assert not loaded.training
     for (name, value), (other, got) in zip(
@@ -29,7 +29,7 @@ def test_every_role_round_trips(role, tmp_path) -> None:
 
 
 def test_wrong_role_bad_description_and_misfit_weights_are_refused(tmp_path) -> None:
-    save_network(build_network("fcn", SMALL), "fcn", SMALL, tmp_path, (3, 64, 64))
+    save_network(build_network("fcn", SMALL), "fcn", SMALL, tmp_path)
     with pytest.raises(ModelArtifactError, match="'fcn' network, not a 'graynet'"):
         load_network(tmp_path, role="graynet")
     description = json.loads((tmp_path / "network.json").read_text())

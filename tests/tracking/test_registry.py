@@ -455,7 +455,7 @@ def test_a_pickled_artifact_is_refused_without_being_unpickled(store, tmp_path, 
 
     marker = tmp_path / "unpickled"
     payload = pickle.dumps(_TouchOnUnpickle(marker))
-    real = save_network(store.models[0]["classifier"], "classifier", NETWORKS, tmp_path, (1, 8, 8))
+    real = save_network(store.models[0]["classifier"], "classifier", NETWORKS, tmp_path)
     files = {disguise: payload, "network.json": (real / "network.json").read_bytes()}
     if disguise == "data/model.pth":
         files["MLmodel"] = b"flavors:\n  pytorch:\n    serialization_format: pickle\n"

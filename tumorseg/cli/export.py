@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from mlflow.exceptions import MlflowException
 
-    from tumorseg.inference.model_folder import export_onnx_graphs, save_model_folder
+    from tumorseg.inference.model_folder import save_model_folder
     from tumorseg.tracking import (
         ModelArtifactError,
         ModelNames,
@@ -64,24 +64,27 @@ def main(argv: list[str] | None = None) -> int:
         names = ModelNames.with_prefix(args.model_prefix)
         models, config = load_model_set(uri, selector, names=names)
         baseline = load_baseline(uri, selector, names=names)
-        card = _card(uri, models.versions, names, args.evaluation)
+        card = _card(uri, selector, names, models.versions, args.evaluation)
     except (ValueError, ModelNotFoundError, ModelArtifactError, MlflowException) as error:
         raise SystemExit(f"tumorseg export: error: {error}") from None
-    folder = save_model_folder(args.output, models, config, baseline=baseline, card=card)
+    folder = save_model_folder(
+        args.output, models, config, baseline=baseline, card=card, onnx=args.onnx
+    )
     if args.onnx:
-        differences = export_onnx_graphs(folder, models, config)
+        differences = json.loads((folder / "metadata.json").read_text())["onnx_max_difference"]
         print("ONNX graphs checked against torch:", differences)
     print(f"wrote {folder} ({', '.join(sorted(models.versions.values()))})")
     return 0
 
 
-def _card(uri: str, versions: dict[str, str], names, evaluation: str | None) -> dict:
-    """Provenance, data and figures of the set, from its training run."""
+def _card(uri: str, selector, names, versions: dict[str, str], evaluation: str | None) -> dict:
+    """Provenance, data and figures of the set, from its training run (the one that
+    registered the classifier version ``selector`` names, as evaluation's splits)."""
+    from tumorseg.tracking.loading import find_version
     from tumorseg.tracking.uris import registry_client
 
     client = registry_client(uri)
-    name, _, version = versions["classifier"].rpartition("/")
-    run = client.get_run(client.get_model_version(name, version).run_id)
+    run = client.get_run(find_version(client, names.classifier, selector, uri).run_id)
     params, metrics = run.data.params, run.data.metrics
     card = {
         "tumorseg_version": _version(),

@@ -42,16 +42,18 @@ def save_model_folder(
     *,
     baseline: nn.Module | None = None,
     card: dict[str, Any] | None = None,
+    onnx: bool = False,
 ) -> Path:
-    """Write the set (and the baseline when given) with its config and model card."""
+    """Write the set (and the baseline when given) with its config and model card;
+    with ``onnx``, also an ONNX graph per fused network, each checked against torch
+    (the largest difference goes in the metadata as ``onnx_max_difference``)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     networks = {role: getattr(models, role) for role in FUSED_ROLES}
     if baseline is not None:
         networks["baseline"] = baseline
     for role, model in networks.items():
-        shape = network_role(role).example_input(config.networks).shape[1:]
-        save_network(model, role, config.networks, directory / role, shape)
+        save_network(model, role, config.networks, directory / role)
     (directory / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=1, sort_keys=True))
     metadata = {
         "format": FOLDER_FORMAT,
@@ -60,25 +62,22 @@ def save_model_folder(
         "model_versions": dict(models.versions),
         **(card or {}),
     }
+    if onnx:
+        metadata["onnx_max_difference"] = _export_onnx_graphs(directory, models, config)
     (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=1, sort_keys=True))
     (directory / CARD_FILE).write_text(model_card_markdown(metadata))
     return directory
 
 
-def export_onnx_graphs(directory: str | Path, models: ModelSet, config: SegmenterConfig) -> dict:
-    """``DIR/<role>.onnx`` for each fused network, each checked against torch; returns
-    ``{role: largest difference}`` (recorded in the metadata)."""
+def _export_onnx_graphs(directory: Path, models: ModelSet, config: SegmenterConfig) -> dict:
+    """``DIR/<role>.onnx`` for each fused network; ``{role: largest difference}``."""
     from tumorseg.inference.onnx_engine import export_onnx
 
-    directory = Path(directory)
     differences = {}
     for role in FUSED_ROLES:
         example = network_role(role).example_input(config.networks)
         batch = np.random.default_rng(0).random((4, *example.shape[1:]), dtype=np.float32)
         differences[role] = export_onnx(getattr(models, role), batch, directory / f"{role}.onnx")
-    metadata = read_metadata(directory)
-    metadata["onnx_max_difference"] = differences
-    (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=1, sort_keys=True))
     return differences
 
 

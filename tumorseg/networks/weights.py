@@ -11,7 +11,6 @@ anything else (a pickled module above all) is refused unread.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from torch import nn
 
 from tumorseg.config import NetworkConfig, dataclass_from_dict
 from tumorseg.errors import ModelArtifactError
-from tumorseg.networks import build_network
+from tumorseg.networks import build_network, network_role
 
 WEIGHTS_FILE = "weights.safetensors"
 DESCRIPTION_FILE = "network.json"
@@ -36,9 +35,9 @@ def save_network(
     role: str,
     networks: NetworkConfig,
     directory: str | Path,
-    input_shape: Sequence[int],
 ) -> Path:
-    """Write ``model``'s tensors and description into ``directory`` (created)."""
+    """Write ``model``'s tensors and description (with the role's input shape) into
+    ``directory`` (created)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {
@@ -48,7 +47,8 @@ def save_network(
     description = {
         "format": FORMAT,
         "role": role,
-        "input_shape": [int(n) for n in input_shape],  # channels, height, width
+        # channels, height, width
+        "input_shape": [int(n) for n in network_role(role).example_input(networks).shape[1:]],
         "networks": asdict(networks),
     }
     (directory / DESCRIPTION_FILE).write_text(json.dumps(description, indent=1, sort_keys=True))

@@ -28,7 +28,7 @@ from mlflow.exceptions import MlflowException
 from torch import nn
 
 from tumorseg.config import SegmenterConfig
-from tumorseg.networks import ALL_ROLES, FUSED_ROLES, network_role
+from tumorseg.networks import ALL_ROLES, FUSED_ROLES
 from tumorseg.networks.weights import save_network
 from tumorseg.tracking.names import CANDIDATE, ModelNames
 from tumorseg.tracking.uris import registry_client
@@ -67,8 +67,7 @@ def register_model(
     cpu_model = copy.deepcopy(_unwrap(model)).cpu().eval()
     client = registry_client(mlflow.get_tracking_uri())
     with tempfile.TemporaryDirectory(prefix="tumorseg-weights-") as directory:
-        shape = network_role(role).example_input(config.networks).shape[1:]
-        save_network(cpu_model, role, config.networks, directory, shape)
+        save_network(cpu_model, role, config.networks, directory)
         mlflow.log_artifacts(directory, artifact_path=role, run_id=run_id)
     source = f"{client.get_run(run_id).info.artifact_uri}/{role}"
     _ensure_registered(client, name)
