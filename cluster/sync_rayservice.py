@@ -18,11 +18,13 @@ from typing import Any
 
 import yaml
 
+from tumorseg.serving.options import DEPLOYMENT_OPTIONS, NETWORK_DEPLOYMENTS
+
 ROOT = Path(__file__).resolve().parents[1]
 SERVE_CONFIG = ROOT / "serve" / "config.yaml"
 RAYSERVICE = ROOT / "cluster" / "kuberay" / "rayservice.yaml"
 #: Deployments that run a network, and the share of a GPU each replica asks for.
-GPU_DEPLOYMENTS = ("Classifier", "GrayNet", "MultiScaleFCN")
+GPU_DEPLOYMENTS = NETWORK_DEPLOYMENTS
 GPU_PER_REPLICA = 0.25
 CLUSTER_CHANGES = "proxy on 0.0.0.0; network replicas ask for a quarter of a GPU"
 _BLOCK = re.compile(r"^(  serveConfigV2: \|\n)((?:    .*\n|\n)+)", re.MULTILINE)
@@ -34,8 +36,11 @@ def cluster_serve_config(serve_config: dict[str, Any]) -> dict[str, Any]:
     config["http_options"] = {**config.get("http_options", {}), "host": "0.0.0.0"}
     for app in config["applications"]:
         for deployment in app.get("deployments", []):
-            if deployment["name"] in GPU_DEPLOYMENTS:
-                options = deployment.setdefault("ray_actor_options", {})
+            name = deployment["name"]
+            if name in GPU_DEPLOYMENTS:
+                # A config's ray_actor_options replace the code's whole: keep its CPUs.
+                code = DEPLOYMENT_OPTIONS[name]["ray_actor_options"]
+                options = deployment.setdefault("ray_actor_options", dict(code))
                 options["num_gpus"] = GPU_PER_REPLICA
     return config
 

@@ -98,10 +98,8 @@ def test_rayservice_runs_serve_config_yaml() -> None:
     for app in embedded["applications"]:
         for deployment in app["deployments"]:
             if deployment["name"] in sync.GPU_DEPLOYMENTS:
-                assert deployment["ray_actor_options"].pop("num_gpus") > 0
-    for app in serve_config["applications"]:
-        for deployment in app["deployments"]:
-            deployment.get("ray_actor_options", {}).pop("num_gpus", None)
+                options = deployment.pop("ray_actor_options")
+                assert options["num_gpus"] > 0 and options["num_cpus"] > 0
     assert embedded.pop("http_options")["host"] == "0.0.0.0"
     serve_config.pop("http_options")
     assert embedded == serve_config
@@ -111,7 +109,7 @@ def test_a_changed_serve_config_makes_the_rayservice_stale() -> None:
     sync = load_script("cluster/sync_rayservice.py")
     manifest_text = (ROOT / RAYSERVICE).read_text()
     serve_config = yaml.safe_load((ROOT / "serve" / "config.yaml").read_text())
-    serve_config["applications"][0]["deployments"][0]["max_ongoing_requests"] += 1
+    serve_config["applications"][0]["deployments"][0]["max_ongoing_requests"] = 7
     assert sync.synced_manifest(manifest_text, serve_config) != manifest_text
 
 

@@ -9,6 +9,8 @@ import yaml
 from ray.serve.schema import ServeDeploySchema
 
 from tumorseg.serving.app import MODEL_DEPLOYMENTS, build_app
+from tumorseg.serving.ingress import Ingress
+from tumorseg.serving.options import DEPLOYMENT_OPTIONS
 from tumorseg.serving.settings import ENV_TORCH_THREADS, ServeSettings
 
 CONFIG = Path(__file__).resolve().parents[2] / "serve" / "config.yaml"
@@ -21,9 +23,26 @@ def test_config_file_validates_and_names_every_deployment() -> None:
     assert app.import_path == "serve.app:build_app"
     assert {d.name for d in app.deployments} == {*MODEL_DEPLOYMENTS, "Ingress"}
     assert raw["http_options"] == {"host": "127.0.0.1", "port": 8000}
-    for deployment in app.deployments:
-        scaling = deployment.autoscaling_config
-        assert scaling["min_replicas"] >= 1 and scaling["max_replicas"] >= 2
+    # The file repeats no option of the code's: the defaults live in one place.
+    for deployment in raw["applications"][0]["deployments"]:
+        assert set(deployment) <= {"name", "user_config"}
+
+
+def test_every_deployment_is_declared_with_the_options_table() -> None:
+    deployments = {**MODEL_DEPLOYMENTS, "Ingress": Ingress}
+    assert set(deployments) == set(DEPLOYMENT_OPTIONS)
+    for name, deployment in deployments.items():
+        options = DEPLOYMENT_OPTIONS[name]
+        assert deployment.name == name
+        assert deployment.ray_actor_options == options["ray_actor_options"]
+        assert deployment.max_ongoing_requests == options["max_ongoing_requests"]
+        assert deployment.max_queued_requests == options["max_queued_requests"]
+        scaling = deployment._deployment_config.autoscaling_config
+        assert scaling.min_replicas >= 1 and scaling.max_replicas >= 2
+        assert (
+            scaling.target_ongoing_requests
+            == (options["autoscaling_config"]["target_ongoing_requests"])
+        )
 
 
 def test_the_builder_accepts_the_config_args() -> None:

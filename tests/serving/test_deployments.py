@@ -1,22 +1,42 @@
-"""The model deployments load a model folder as they load a registered set."""
+"""The model deployments load a model folder as they load a registered set, each
+with only the network it runs."""
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+
+from tumorseg.data.phantom import make_phantom
 from tumorseg.inference.model_folder import save_model_folder
-from tumorseg.inference.models import ModelSet
+from tumorseg.inference.models import MissingNetworkError, ModelSet
+from tumorseg.networks import FUSED_ROLES
 from tumorseg.serving.deployments import Binarizer, Classifier, GrayNet, MultiScaleFCN
 from tumorseg.serving.settings import ServeSettings
 from tumorseg.training.config import preset_config
 
 
-def test_every_model_deployment_serves_a_model_folder(tmp_path) -> None:
+def test_every_model_deployment_serves_a_model_folder_with_its_own_network(tmp_path) -> None:
     config = preset_config("smoke").segmenter
     models = ModelSet.untrained(config.networks, seed=3)
     save_model_folder(tmp_path / "model", models, config)
     settings = ServeSettings.from_args({"model_folder": str(tmp_path / "model")})
     for deployment in (Classifier, GrayNet, MultiScaleFCN):
         replica = deployment.func_or_class(settings)
-        assert replica.versions() == models.versions
+        assert replica.versions() == models.versions  # the whole set's, for the results
         assert replica.segmenter.config == config
+        loaded = {role for role in FUSED_ROLES if getattr(replica.segmenter.models, role)}
+        assert loaded == set(replica.roles)
     binarizer = Binarizer.func_or_class(settings)
     assert binarizer.binarizer == config.binarizer
+
+
+def test_a_stage_without_its_network_says_which_is_missing(tmp_path) -> None:
+    config = preset_config("smoke").segmenter
+    save_model_folder(tmp_path / "model", ModelSet.untrained(config.networks), config)
+    settings = ServeSettings.from_args({"model_folder": str(tmp_path / "model")})
+    graynet = GrayNet.func_or_class(settings).segmenter
+    image = make_phantom(1, height=96, width=120).image
+    (first,) = graynet.first_stage([image], classes=np.array([[0.1, 0.8, 0.1]]))
+    assert first.graynet_map.shape == image.shape
+    with pytest.raises(MissingNetworkError, match="without its classifier network"):
+        graynet.first_stage([image])

@@ -225,6 +225,13 @@ def test_second_set_loads_by_version_or_candidate(store, selector):
         assert not np.array_equal(got, store.expected[0][role])
 
 
+def test_a_stage_loads_only_its_network_and_still_names_the_set(store):
+    model_set, _ = load_model_set(store.uri, roles=("fcn",))
+    assert model_set.classifier is None and model_set.graynet is None
+    np.testing.assert_array_equal(outputs(model_set.fcn, "fcn"), store.expected[0]["fcn"])
+    assert model_set.versions == {r: f"{NAMES.for_role(r)}/1" for r in FUSED_ROLES}
+
+
 def test_tracking_uri_argument_beats_the_process_default(store, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # the default ./mlflow.db would be empty here
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/other.db")

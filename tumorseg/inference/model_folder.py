@@ -15,6 +15,7 @@ Loading needs neither MLflow nor Ray and never unpickles anything.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,21 +83,28 @@ def _export_onnx_graphs(directory: Path, models: ModelSet, config: SegmenterConf
 
 
 def load_model_folder(
-    directory: str | Path, device: str | torch.device = "cpu", engine: str = "torch"
+    directory: str | Path,
+    device: str | torch.device = "cpu",
+    engine: str = "torch",
+    roles: Sequence[str] = FUSED_ROLES,
 ) -> tuple[ModelSet, SegmenterConfig]:
     """The fused set and config of a model folder; versions as the folder recorded them.
 
-    ``engine="onnx"`` runs the exported ONNX graphs with ONNX Runtime (CPU only).
+    ``engine="onnx"`` runs the exported ONNX graphs with ONNX Runtime (CPU only);
+    ``roles`` loads only those networks (the others stay ``None``).
     """
     directory = Path(directory)
     metadata = read_metadata(directory)
     config = read_folder_config(directory)
     if engine == "onnx":
-        models = {role: _onnx_network(directory, role) for role in FUSED_ROLES}
+        load = _onnx_network
     elif engine == "torch":
-        models = {role: load_network(directory / role, device, role=role) for role in FUSED_ROLES}
+
+        def load(folder: Path, role: str) -> nn.Module:
+            return load_network(folder / role, device, role=role)
     else:
         raise ValueError(f"engine must be 'torch' or 'onnx', not {engine!r}")
+    models = {role: load(directory, role) if role in roles else None for role in FUSED_ROLES}
     versions = metadata.get("model_versions") or {}
     labels = {role: str(versions.get(role, f"{directory.name}/{role}")) for role in FUSED_ROLES}
     return ModelSet(**models, versions=labels), config

@@ -11,14 +11,32 @@ from tumorseg.config import NetworkConfig
 from tumorseg.networks import FUSED_ROLES, build_network
 
 
+class MissingNetworkError(RuntimeError):
+    """A stage needs a network the set was loaded without (``roles=``)."""
+
+
 @dataclass
 class ModelSet:
-    """Classifier, gray net and tile FCN, plus a version label per model role."""
+    """Classifier, gray net and tile FCN, plus a version label per model role.
 
-    classifier: nn.Module
-    graynet: nn.Module
-    fcn: nn.Module
+    A process that runs one stage may load only that stage's network (a Serve
+    deployment does); the others stay ``None`` and :meth:`network` says so.
+    ``versions`` names every role of the set either way.
+    """
+
+    classifier: nn.Module | None
+    graynet: nn.Module | None
+    fcn: nn.Module | None
     versions: dict[str, str] = field(default_factory=dict)
+
+    def network(self, role: str) -> nn.Module:
+        model = getattr(self, role)
+        if model is None:
+            loaded = [name for name in FUSED_ROLES if getattr(self, name) is not None]
+            raise MissingNetworkError(
+                f"this model set was loaded without its {role} network (loaded: {loaded})"
+            )
+        return model
 
     @classmethod
     def untrained(cls, config: NetworkConfig | None = None, seed: int = 0) -> ModelSet:
@@ -34,5 +52,6 @@ class ModelSet:
 
     def to(self, device: torch.device) -> ModelSet:
         for model in (self.classifier, self.graynet, self.fcn):
-            model.to(device).eval()
+            if model is not None:
+                model.to(device).eval()
         return self

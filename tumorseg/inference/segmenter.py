@@ -173,7 +173,8 @@ class Segmenter:
 
     def class_probabilities(self, grays: Sequence[np.ndarray]) -> np.ndarray:
         """``(N, 3)`` classifier probabilities over normal / homogeneous / heterogeneous."""
-        return class_probabilities(self.models.classifier, grays, self.config.networks, self.device)
+        classifier = self.models.network("classifier")
+        return class_probabilities(classifier, grays, self.config.networks, self.device)
 
     def graynet_probabilities(
         self, grays: Sequence[np.ndarray], binaries: Sequence[np.ndarray] | None = None
@@ -181,7 +182,7 @@ class Segmenter:
         """The gray net's tumor probability maps (each at its image's size)."""
         config = self.config
         return segment_homogeneous(
-            self.models.graynet,
+            self.models.network("graynet"),
             list(grays),
             config.networks,
             config.binarizer,
@@ -200,7 +201,7 @@ class Segmenter:
         if guides is None and config.fcn_guide == "graynet" and grays:
             raise ValueError("fcn_guide='graynet' needs the gray net's maps")
         return segment_heterogeneous(
-            self.models.fcn,
+            self.models.network("fcn"),
             list(grays),
             config.networks,
             config.multiscale,

@@ -9,12 +9,13 @@ code as ``segment_batch`` and the bulk job) and batches concurrent requests with
 ``@serve.batch``, opportunistically: a batch takes the requests that queued while
 the previous one ran and never waits for more (``batch_wait_timeout_s=0``): on a
 lone request any wait is pure latency, and under load batches form anyway.
-The models come from MLflow through ``load_model_set``; a deployment's
-``user_config`` (``model_alias``/``model_version``/``tracking_uri``) switches the
-set of a running replica: the new set is loaded next to the old one and swapped in
-one assignment, so requests in flight finish on the set they started with and none
-is dropped. Network calls run in a worker thread so the
-replica keeps answering health checks while it computes.
+Each loads only its own network, from MLflow (``load_model_set``) or a model
+folder. A deployment's ``user_config`` (``model_alias``/``model_version``/
+``tracking_uri``/``model_folder``) switches the set of a running replica: the new
+set is loaded next to the old one and swapped in one assignment, so requests in
+flight finish on the set they started with and none is dropped. Network calls run
+in a worker thread so the replica keeps answering health checks while it computes.
+Deployment options come from :mod:`tumorseg.serving.options`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from ray import serve
@@ -32,26 +33,11 @@ from tumorseg.inference import FirstStageOutput, Segmenter
 from tumorseg.inference.model_folder import load_model_folder, read_folder_config
 from tumorseg.inference.result import SegmentationResult
 from tumorseg.inference.tensors import select_device
+from tumorseg.serving.options import deployment_options
 from tumorseg.serving.settings import ModelChoice, ServeSettings
 from tumorseg.tracking import load_model_config, load_model_set
 
 log = logging.getLogger("ray.serve")
-
-#: Defaults sized for one small machine (fractional CPUs); serve/config.yaml overrides.
-NETWORK_OPTIONS: dict[str, Any] = {
-    "ray_actor_options": {"num_cpus": 0.3},
-    "max_ongoing_requests": 16,
-    "max_queued_requests": 64,
-    "autoscaling_config": {
-        "min_replicas": 1,
-        "max_replicas": 2,
-        "target_ongoing_requests": 4,
-        "upscale_delay_s": 2,
-        "downscale_delay_s": 15,
-        "metrics_interval_s": 1,
-        "look_back_period_s": 5,
-    },
-}
 
 
 class _Reconfigurable:
@@ -72,7 +58,10 @@ class _Reconfigurable:
 
 
 class _ModelStage(_Reconfigurable):
-    """Holds a Segmenter for the current choice."""
+    """Holds a Segmenter for the current choice, with only the networks it runs."""
+
+    #: The networks this deployment runs; the set's others are not loaded.
+    roles: ClassVar[tuple[str, ...]]
 
     def __init__(self, settings: ServeSettings) -> None:
         if settings.torch_threads is not None:
@@ -83,13 +72,16 @@ class _ModelStage(_Reconfigurable):
 
     def _load(self, choice: ModelChoice) -> None:
         if choice.model_folder:
-            models, config = load_model_folder(choice.model_folder, select_device(None))
+            models, config = load_model_folder(
+                choice.model_folder, select_device(None), roles=self.roles
+            )
         else:
             models, config = load_model_set(
                 choice.tracking_uri,
                 choice.selector,
                 names=choice.names,
                 device=None,  # the replica's GPU when it was given one
+                roles=self.roles,
             )
         self.segmenter, self.choice = Segmenter(models, config), choice
         log.info("%s serves %s", type(self).__name__, models.versions)
@@ -98,9 +90,11 @@ class _ModelStage(_Reconfigurable):
         return dict(self.segmenter.models.versions)
 
 
-@serve.deployment(name="Classifier", **NETWORK_OPTIONS)
+@serve.deployment(**deployment_options("Classifier"))
 class Classifier(_ModelStage):
     """Class probabilities (normal / homogeneous / heterogeneous) and its version."""
+
+    roles = ("classifier",)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)
     async def classify(self, grays: list[np.ndarray]) -> list[tuple[np.ndarray, str]]:
@@ -110,13 +104,7 @@ class Classifier(_ModelStage):
         return [(p, version) for p in probabilities]
 
 
-@serve.deployment(
-    name="Binarizer",
-    ray_actor_options={"num_cpus": 0.1},
-    max_ongoing_requests=32,
-    max_queued_requests=128,
-    autoscaling_config={**NETWORK_OPTIONS["autoscaling_config"], "target_ongoing_requests": 8},
-)
+@serve.deployment(**deployment_options("Binarizer"))
 class Binarizer(_Reconfigurable):
     """The binarization module: no network, only the set's binarizer settings."""
 
@@ -142,10 +130,12 @@ class FirstStageOutcome:
     result: SegmentationResult | None
 
 
-@serve.deployment(name="GrayNet", **NETWORK_OPTIONS)
+@serve.deployment(**deployment_options("GrayNet"))
 class GrayNet(_ModelStage):
     """Gray recognition network on the binarized image, for every image; decides
     presence and route, and finishes the images that need no FCN."""
+
+    roles = ("graynet",)  # the Classifier deployment's probabilities come with each request
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0)
     async def segment(
@@ -167,10 +157,12 @@ class GrayNet(_ModelStage):
         return await asyncio.to_thread(run)
 
 
-@serve.deployment(name="MultiScaleFCN", **NETWORK_OPTIONS)
+@serve.deployment(**deployment_options("MultiScaleFCN"))
 class MultiScaleFCN(_ModelStage):
     """Iterative multi-scale FCN, its first pass guided by the gray net's map and every
     later pass by the last (heterogeneous route); fuses and finishes the image."""
+
+    roles = ("fcn",)
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.0)
     async def segment(

@@ -33,6 +33,7 @@ from tumorseg.serving.http import (
     segment_payload,
     upload_name,
 )
+from tumorseg.serving.options import deployment_options
 from tumorseg.serving.settings import ServeSettings
 
 log = logging.getLogger("ray.serve")
@@ -69,21 +70,7 @@ api = FastAPI(
 )
 
 
-@serve.deployment(
-    name="Ingress",
-    ray_actor_options={"num_cpus": 0.1},
-    max_ongoing_requests=32,
-    max_queued_requests=64,
-    autoscaling_config={
-        "min_replicas": 1,
-        "max_replicas": 2,
-        "target_ongoing_requests": 8,
-        "upscale_delay_s": 2,
-        "downscale_delay_s": 15,
-        "metrics_interval_s": 1,
-        "look_back_period_s": 5,
-    },
-)
+@serve.deployment(**deployment_options("Ingress"))
 @serve.ingress(api)
 class Ingress:
     def __init__(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from collections.abc import Sequence
 
 import mlflow.artifacts
 import torch
@@ -42,8 +43,12 @@ def load_model_set(
     *,
     names: ModelNames | None = None,
     device: str | torch.device | None = "cpu",
+    roles: Sequence[str] = FUSED_ROLES,
 ) -> tuple[ModelSet, SegmenterConfig]:
     """Load classifier, gray net and tile FCN chosen by ``selector`` (default: champion).
+
+    ``roles`` loads only those networks (the others stay ``None``); every role's
+    version is still found, checked to be one set, and named in ``versions``.
 
     By version, the three fused models must share one ``model_set_id`` tag (a
     training job registers them together). The config is rebuilt from the classifier
@@ -64,7 +69,8 @@ def load_model_set(
     config = _config_of(found["classifier"], uri)
     torch_device = select_device(device)
     models = {
-        role: _load_network(client, mv, role, uri, torch_device) for role, mv in found.items()
+        role: _load_network(client, mv, role, uri, torch_device) if role in roles else None
+        for role, mv in found.items()
     }
     versions = {role: f"{mv.name}/{mv.version}" for role, mv in found.items()}
     logger.info("loaded model set %s from %s", versions, uri)
