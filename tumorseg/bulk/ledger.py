@@ -30,6 +30,8 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from tumorseg.networks.roles import FUSED_ROLES
+
 MASKS_DIR = "masks"
 OVERLAYS_DIR = "overlays"
 DICOM_SEG_DIR = "dicom_seg"
@@ -63,12 +65,11 @@ RESULT_SCHEMA = pa.schema(
         ("mask_path", pa.string()),
         ("overlay_path", pa.string()),
         ("dicom_seg_path", pa.string()),
-        ("classifier_model", pa.string()),
-        ("classifier_version", pa.string()),
-        ("graynet_model", pa.string()),
-        ("graynet_version", pa.string()),
-        ("fcn_model", pa.string()),
-        ("fcn_version", pa.string()),
+        *(
+            (f"{role}_{part}", pa.string())
+            for role in FUSED_ROLES  # SegmentationResult.to_record's version columns
+            for part in ("model", "version")
+        ),
         ("elapsed_s", pa.float32()),
         ("finished_at", pa.timestamp("ms", tz="UTC")),
     ]
