@@ -10,6 +10,7 @@ from tumorseg.bulk.ledger import (
     ERROR_SCHEMA,
     ERRORS_DIR,
     RESULTS_DIR,
+    RETRIED_STAGES,
     commit_part,
     done_keys,
     output_path,
@@ -19,7 +20,7 @@ from tumorseg.bulk.ledger import (
 )
 
 
-def error_rows(keys: list[str]) -> pa.Table:
+def error_rows(keys: list[str], stage: str = "decode") -> pa.Table:
     now = datetime.now(UTC)
     rows = [
         {
@@ -29,7 +30,7 @@ def error_rows(keys: list[str]) -> pa.Table:
             "relative_path": f"{k}.png",
             "size_bytes": 0,
             "mtime_ns": 0,
-            "stage": "decode",
+            "stage": stage,
             "error_type": "InvalidImageError",
             "message": "empty",
             "finished_at": now,
@@ -67,3 +68,10 @@ def test_done_keys_and_tables_read_committed_parts_only(tmp_path) -> None:
     (tmp_path / ERRORS_DIR / ".part-x.parquet.tmp").write_bytes(b"PAR1 partial")
     assert done_keys(tmp_path) == {"k1", "k2"}
     assert read_table(tmp_path, ERRORS_DIR).column("input_key").to_pylist() == ["k1", "k2"]
+
+
+def test_errors_of_an_unreachable_or_refusing_pacs_are_retried(tmp_path) -> None:
+    commit_part(error_rows(["bad"]), tmp_path, ERRORS_DIR, part_name(["bad"]))
+    for stage in RETRIED_STAGES:
+        commit_part(error_rows([stage], stage), tmp_path, ERRORS_DIR, part_name([stage]))
+    assert done_keys(tmp_path) == {"bad"}  # only the final error is done

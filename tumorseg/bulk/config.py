@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tumorseg.bulk.dicomweb import DicomWebQuery
 from tumorseg.config import ImageLimits
 from tumorseg.tracking.names import ModelSelector
 
@@ -28,7 +29,7 @@ class SegmentJobConfig:
     rounded up) keeps actors from fighting over cores.
     """
 
-    input: str
+    input: str | DicomWebQuery  # a folder tree, a manifest, or a PACS query
     output: str
     tracking_uri: str | None = None
     models: ModelSelector = field(default_factory=ModelSelector)
@@ -44,6 +45,7 @@ class SegmentJobConfig:
     write_overlays: bool = False
     write_dicom_seg: bool = False  # a DICOM SEG (highdicom) per DICOM input
     limits: ImageLimits = field(default_factory=ImageLimits)
+    listing_chunk: int = 2000  # PACS instances listed, filtered and segmented at a time
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -54,8 +56,14 @@ class SegmentJobConfig:
             raise ValueError(f"fcn_concurrency must be at least 1, got {self.fcn_concurrency}")
         if self.cpus_per_actor <= 0 or self.cpus_per_task <= 0:
             raise ValueError("cpus_per_actor and cpus_per_task must be positive")
+        if self.listing_chunk < 1:
+            raise ValueError(f"listing_chunk must be at least 1, got {self.listing_chunk}")
         if self.num_gpus < 0:
             raise ValueError(f"num_gpus must not be negative, got {self.num_gpus}")
+
+    @property
+    def dicomweb(self) -> DicomWebQuery | None:
+        return self.input if isinstance(self.input, DicomWebQuery) else None
 
     @property
     def fcn_actors(self) -> int:

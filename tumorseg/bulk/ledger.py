@@ -140,12 +140,22 @@ def read_table(output: str | os.PathLike[str], folder: str) -> pa.Table:
     return pads.dataset(path, format="parquet", schema=schema).to_table()
 
 
+#: Stages whose failures a rerun retries: the PACS was unreachable or refused a store.
+#: Their error rows stay as a record; every other error row is final.
+RETRIED_STAGES = ("retrieve", "store")
+
+
 def done_keys(output: str | os.PathLike[str]) -> set[str]:
-    """Input keys that already have a result or an error row."""
+    """Input keys that already have a result or a final error row."""
     keys: set[str] = set()
     for folder in (RESULTS_DIR, ERRORS_DIR):
         path = Path(output, folder)
-        if path.is_dir():
-            table = pads.dataset(path, format="parquet").to_table(columns=["input_key"])
-            keys.update(table.column("input_key").to_pylist())
+        if not path.is_dir():
+            continue
+        columns = ["input_key"] if folder == RESULTS_DIR else ["input_key", "stage"]
+        table = pads.dataset(path, format="parquet").to_table(columns=columns)
+        stages = table.column("stage").to_pylist() if folder == ERRORS_DIR else None
+        for index, key in enumerate(table.column("input_key").to_pylist()):
+            if stages is None or stages[index] not in RETRIED_STAGES:
+                keys.add(key)
     return keys

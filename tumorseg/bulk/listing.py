@@ -57,10 +57,11 @@ class InputFile:
     relative_path: str
     size_bytes: int
     mtime_ns: int
+    key: str = ""  # the ledger key when the source names one (a PACS: the SOP Instance UID)
 
     @property
     def input_key(self) -> str:
-        return input_key(self.relative_path, self.size_bytes, self.mtime_ns)
+        return self.key or input_key(self.relative_path, self.size_bytes, self.mtime_ns)
 
     @property
     def image_id(self) -> str:

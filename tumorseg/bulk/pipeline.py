@@ -15,11 +15,13 @@ actors, and one small summary row per input, never the images.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -28,6 +30,7 @@ import ray.data
 from ray.data import ActorPoolStrategy
 
 from tumorseg.bulk.config import SegmentJobConfig
+from tumorseg.bulk.dicomweb import DicomWebQuery, connect, iter_instances
 from tumorseg.bulk.ledger import done_keys
 from tumorseg.bulk.listing import InputFile, list_inputs, listing_table
 from tumorseg.bulk.stages import (
@@ -98,7 +101,7 @@ def build_dataset(
     return (
         listing.map_batches(
             decode_batch,
-            fn_kwargs={"limits": config.limits},
+            fn_kwargs={"limits": config.limits, "dicomweb": config.dicomweb},
             batch_size=config.batch_size,
             batch_format="pandas",
             num_cpus=config.cpus_per_task,
@@ -112,7 +115,11 @@ def build_dataset(
         )
         .map_batches(
             WriteStage,
-            fn_constructor_kwargs={"output": config.output, "dicom_seg": config.write_dicom_seg},
+            fn_constructor_kwargs={
+                "output": config.output,
+                "dicom_seg": config.write_dicom_seg,
+                "dicomweb": config.dicomweb,
+            },
             batch_size=config.batch_size,
             batch_format="pandas",
             num_cpus=config.cpus_per_task,
@@ -139,34 +146,41 @@ def listing_dataset(todo: list[InputFile], batch_size: int) -> ray.data.Dataset:
 
 
 def run_segmentation(config: SegmentJobConfig) -> SegmentSummary:
-    """Segment every input of ``config.input`` not yet in ``config.output``."""
+    """Segment every input of ``config.input`` not yet in ``config.output``.
+
+    A folder or manifest is listed at once (listing only stats files); a PACS is
+    listed and segmented ``listing_chunk`` instances at a time.
+    """
     start = time.perf_counter()
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
     config = _resolved(config)
     models, segmenter_config = _load_models(config)
-    inputs = list_inputs(config.input)
     done = done_keys(output)
-    todo = [item for item in inputs if item.input_key not in done]
-    summary = SegmentSummary(inputs=len(inputs), already_done=len(inputs) - len(todo))
-    log.info(
-        "%d inputs under %s: %d already done, %d to segment into %s",
-        len(inputs),
-        config.input,
-        summary.already_done,
-        len(todo),
-        output,
-    )
-    if todo:
+    summary = SegmentSummary()
+    routes: Counter[str] = Counter()
+    for chunk in _listing_chunks(config):
+        todo = [item for item in chunk if item.input_key not in done]
+        summary.inputs += len(chunk)
+        summary.already_done += len(chunk) - len(todo)
+        log.info(
+            "%d inputs listed from %s: %d already done, %d to segment into %s",
+            summary.inputs,
+            _describe(config.input),
+            summary.already_done,
+            len(todo),
+            output,
+        )
+        if not todo:
+            continue
         listing = listing_dataset(todo, config.batch_size)
-        routes: Counter[str] = Counter()
         dataset = build_dataset(config, listing, models, segmenter_config)
         for batch in dataset.iter_batches(batch_size=None, batch_format="pandas"):
             ok = batch["status"] == "ok"
             summary.segmented += int(ok.sum())
             summary.errors += int((~ok).sum())
             routes.update(batch.loc[ok, "route"])
-        summary.routes = dict(routes)
+    summary.routes = dict(routes)
     summary.seconds = time.perf_counter() - start
     (output / SUMMARY_FILE).write_text(
         json.dumps({**asdict(summary), "images_per_second": summary.images_per_second}, indent=2)
@@ -174,11 +188,27 @@ def run_segmentation(config: SegmentJobConfig) -> SegmentSummary:
     return summary
 
 
+def _listing_chunks(config: SegmentJobConfig) -> Iterator[list[InputFile]]:
+    query = config.dicomweb
+    if query is None:
+        yield list_inputs(config.input)
+        return
+    instances = iter_instances(connect(query), query)
+    while chunk := list(itertools.islice(instances, config.listing_chunk)):
+        yield chunk
+
+
+def _describe(source: str | DicomWebQuery) -> str:
+    return source if isinstance(source, str) else f"the PACS at {source.url}"
+
+
 def _resolved(config: SegmentJobConfig) -> SegmentJobConfig:
-    """Workers may run in another directory (``ray job submit``): give them absolute
-    paths and the tracking URI the driver sees."""
+    """Workers may run in another directory (``ray job submit``) and on other nodes:
+    give them absolute paths, the tracking URI and the PACS credentials the driver sees."""
+    query = config.dicomweb
     return replace(
         config,
+        input=config.input if query is None else query.with_environment_credentials(),
         output=str(Path(config.output).resolve()),
         tracking_uri=resolve_tracking_uri(config.tracking_uri),
     )

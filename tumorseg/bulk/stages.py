@@ -29,6 +29,15 @@ import pandas as pd
 import pyarrow as pa
 
 from tumorseg.bulk.config import SegmentJobConfig
+from tumorseg.bulk.dicomweb import (
+    DicomWebQuery,
+    StoreError,
+    client_for,
+    header_bytes,
+    is_dicomweb,
+    retrieve_bytes,
+    store,
+)
 from tumorseg.bulk.ledger import (
     DICOM_SEG_DIR,
     ERROR_SCHEMA,
@@ -62,6 +71,7 @@ STATE_DEFAULTS: dict[str, Any] = {
     "error_type": "",
     "message": "",
     "gray": b"",
+    "dicom_header": b"",  # a PACS instance's header (no pixels), for its SEG
     "height": -1,
     "width": -1,
     # the first stage's Decision (Decision.to_record)
@@ -106,15 +116,28 @@ def gray_of(row: Row) -> np.ndarray:
 # --------------------------------------------------------------------------- decode
 
 
-def decode_batch(batch: pd.DataFrame, limits: ImageLimits) -> pd.DataFrame:
-    """Read and decode each file to 2-D ``uint8`` gray; undecodable files become errors."""
+def decode_batch(
+    batch: pd.DataFrame, limits: ImageLimits, dicomweb: DicomWebQuery | None = None
+) -> pd.DataFrame:
+    """Read (a file, or a PACS instance over WADO-RS) and decode each input to 2-D
+    ``uint8`` gray; undecodable inputs become errors."""
     from tumorseg.io import load_image
 
     rows = _rows(batch)
     for row in rows:
         start = time.perf_counter()
+        source: str | bytes = row["absolute_path"]
+        if dicomweb is not None and is_dicomweb(source):
+            try:
+                source = retrieve_bytes(client_for(dicomweb), source)
+            except Exception as error:  # the PACS is unreachable: a rerun retries it
+                _fail(row, "retrieve", error)
+                row["elapsed_s"] += time.perf_counter() - start
+                continue
         try:
-            gray = load_image(row["absolute_path"], limits=limits, name=row["source_path"])
+            if isinstance(source, bytes):
+                row["dicom_header"] = header_bytes(source)
+            gray = load_image(source, limits=limits, name=row["source_path"])
         except Exception as error:  # every input error is typed, but nothing may stop the job
             _fail(row, "decode", error)
         else:
@@ -264,16 +287,24 @@ class WriteStage:
     a fresh worker process whenever Ray has reaped the idle ones, which on a small
     machine costs more than the writing."""
 
-    def __init__(self, output: str, dicom_seg: bool = False) -> None:
-        self.output, self.dicom_seg = output, dicom_seg
+    def __init__(
+        self, output: str, dicom_seg: bool = False, dicomweb: DicomWebQuery | None = None
+    ) -> None:
+        self.output, self.dicom_seg, self.dicomweb = output, dicom_seg, dicomweb
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        return write_batch(batch, self.output, self.dicom_seg)
+        return write_batch(batch, self.output, self.dicom_seg, self.dicomweb)
 
 
-def write_batch(batch: pd.DataFrame, output: str, dicom_seg: bool = False) -> pd.DataFrame:
-    """Write masks (and, with ``dicom_seg``, a DICOM SEG per DICOM input), then commit
-    the batch's results part, then its errors part.
+def write_batch(
+    batch: pd.DataFrame,
+    output: str,
+    dicom_seg: bool = False,
+    dicomweb: DicomWebQuery | None = None,
+) -> pd.DataFrame:
+    """Store each DICOM input's SEG in the PACS (``dicomweb.store_seg``), write masks
+    (and, with ``dicom_seg``, the SEG files), then commit the batch's results part,
+    then its errors part. A result is committed only after its SEG was stored.
 
     Returns one small row per input (key, outcome, route, seconds) for the driver's
     summary.
@@ -286,7 +317,9 @@ def write_batch(batch: pd.DataFrame, output: str, dicom_seg: bool = False) -> pd
             _fail(row, "route", RuntimeError(f"no branch segmented route {row['route']!r}"))
         if row["status"] == OK:
             try:
-                results.append(_write_outputs(row, output, dicom_seg))
+                results.append(_write_outputs(row, output, dicom_seg, dicomweb))
+            except StoreError as error:
+                _fail(row, "store", error)
             except Exception as error:  # e.g. a full disk: an error row, not a dead job
                 _fail(row, "write", error)
         if row["status"] == ERROR:
@@ -312,9 +345,13 @@ def write_batch(batch: pd.DataFrame, output: str, dicom_seg: bool = False) -> pd
     )
 
 
-def _write_outputs(row: Row, output: str, dicom_seg: bool) -> Row:
-    # The SEG is built first: if the source cannot take one, nothing is written.
-    seg = _dicom_seg(row) if dicom_seg and is_dicom_file(row["absolute_path"]) else b""
+def _write_outputs(row: Row, output: str, dicom_seg: bool, dicomweb: DicomWebQuery | None) -> Row:
+    # The SEG is built (and stored) first: if that fails, nothing is written.
+    to_pacs = dicomweb is not None and dicomweb.store_seg and bool(row["dicom_header"])
+    is_dicom = bool(row["dicom_header"]) or is_dicom_file(row["absolute_path"])
+    seg = _dicom_seg(row) if (dicom_seg or to_pacs) and is_dicom else None
+    if to_pacs and seg is not None:
+        store(client_for(dicomweb), seg)
     mask_path = output_path(output, MASKS_DIR, row["relative_path"])
     write_atomic(mask_path, png_bytes(mask_of(row)))
     row["mask_path"] = str(mask_path.relative_to(output))
@@ -324,18 +361,21 @@ def _write_outputs(row: Row, output: str, dicom_seg: bool) -> Row:
         write_atomic(overlay_path, row["overlay_png"])
         row["overlay_path"] = str(overlay_path.relative_to(output))
     row["dicom_seg_path"] = ""
-    if seg:
+    if dicom_seg and seg is not None:
+        from tumorseg.io.dicom_seg import encode_dataset
+
         seg_path = output_path(output, DICOM_SEG_DIR, row["relative_path"], ".seg.dcm")
-        write_atomic(seg_path, seg)
+        write_atomic(seg_path, encode_dataset(seg))
         row["dicom_seg_path"] = str(seg_path.relative_to(output))
     return row
 
 
-def _dicom_seg(row: Row) -> bytes:
-    from tumorseg.io.dicom_seg import dicom_seg_bytes
+def _dicom_seg(row: Row):
+    from tumorseg.io.dicom_seg import source_segmentation
 
     versions = versions_of_record(json.loads(row["result"]))
-    return dicom_seg_bytes(row["absolute_path"], mask_of(row), versions)
+    source = row["dicom_header"] or row["absolute_path"]
+    return source_segmentation(source, mask_of(row), versions, row["source_path"])
 
 
 def _file_record(row: Row, finished_at: datetime) -> Row:

@@ -1,9 +1,12 @@
 """Segment an archive of ultrasound images on Ray Data: masks + a queryable Parquet table.
 
     python jobs/segment.py --input /archive/studies --output /archive/segmentations
+    python jobs/segment.py --dicomweb https://pacs/dicom-web --store-seg --output …
     ray job submit --working-dir . -- python jobs/segment.py --input … --output …
 
 Reruns skip what is done; bad files become rows of OUTPUT/errors, never a failed job.
+PACS credentials come from the environment: TUMORSEG_DICOMWEB_TOKEN (bearer), or
+TUMORSEG_DICOMWEB_USER and TUMORSEG_DICOMWEB_PASSWORD (HTTP basic).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 
 from tumorseg.bulk import SegmentJobConfig, run_segmentation
+from tumorseg.bulk.dicomweb import DicomWebQuery
 from tumorseg.cli import HelpFormatter
 from tumorseg.config import ImageLimits
 from tumorseg.runtime import init_ray, log_progress
@@ -21,7 +25,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="tumorseg segment", description=__doc__, formatter_class=HelpFormatter
     )
-    parser.add_argument("--input", required=True, help="folder tree (recursive) or manifest")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", help="folder tree (recursive) or manifest")
+    source.add_argument("--dicomweb", metavar="URL", help="a PACS's DICOMweb root (QIDO/WADO)")
+    pacs = parser.add_argument_group("PACS (with --dicomweb)")
+    pacs.add_argument("--study", action="append", default=[], help="Study Instance UID (repeat)")
+    pacs.add_argument("--series", action="append", default=[], help="Series Instance UID (repeat)")
+    pacs.add_argument("--modality", default="US", help="series modality; 'any' for all")
+    pacs.add_argument("--study-date", help="YYYYMMDD or a range YYYYMMDD-YYYYMMDD")
+    pacs.add_argument(
+        "--store-seg", action="store_true", help="store each DICOM SEG in the PACS (STOW-RS)"
+    )
     parser.add_argument("--output", required=True, help="folder for masks/, results/, errors/")
     parser.add_argument(
         "--model-folder", help="a model folder (tumorseg export) instead of the registry"
@@ -58,15 +72,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _source(args: argparse.Namespace) -> str | DicomWebQuery:
+    if args.dicomweb is None:
+        if args.study or args.series or args.study_date or args.store_seg:
+            raise ValueError("--study, --series, --study-date and --store-seg need --dicomweb")
+        return args.input
+    return DicomWebQuery(
+        url=args.dicomweb,
+        study_uids=tuple(args.study),
+        series_uids=tuple(args.series),
+        modality=None if args.modality.lower() == "any" else args.modality,
+        study_date=args.study_date,
+        store_seg=args.store_seg,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     log_progress()
     try:
         models = ModelSelector(args.model_alias, args.model_version)
+        source = _source(args)
     except ValueError as error:
         raise SystemExit(f"tumorseg segment: error: {error}") from None
     config = SegmentJobConfig(
-        input=args.input,
+        input=source,
         output=args.output,
         tracking_uri=args.tracking_uri,
         models=models,

@@ -257,6 +257,25 @@ def _new_dataset(*, multi_frame: bool, patient_id: str | None) -> Dataset:
     ds.StudyInstanceUID = generate_uid()
     ds.SeriesInstanceUID = generate_uid()
     ds.Modality = "US"
-    if patient_id is not None:
-        ds.PatientID = patient_id
+    ds.ImageType = ["DERIVED", "SECONDARY"]
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = 1
+    for name in _EMPTY_TYPE2:  # required, may be empty: a viewer and dciodvfy want them
+        setattr(ds, name, "")
+    ds.PatientID = patient_id or ""
     return ds
+
+
+_EMPTY_TYPE2 = (
+    "PatientName",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "StudyID",
+    "AccessionNumber",
+    "Laterality",
+    "Manufacturer",
+    "PatientOrientation",
+)

@@ -4,6 +4,10 @@ A PACS stores a mask best as a SEG instance that references the image it was
 computed from: same patient and study, a new series, the source's SOP instance
 in its references. One binary segment, "Tumor", labelled as made by an automatic
 algorithm with the model versions that produced it.
+
+The SEG's UIDs are derived from the source's and the model versions: the SEGs of one
+source series and model set share one SEG series, and segmenting an image again with
+the same models gives the same SOP Instance UID, so a PACS keeps one copy.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from tumorseg.errors import InvalidImageError
 
 #: Series number of the SEG series this tool writes (the source's series is kept apart).
 SEG_SERIES_NUMBER = 900
+SERIES_DESCRIPTION = "tumorseg tumor SEG - research use only"
 #: Patient and study attributes a SEG copies from its source. DICOM lets them be empty
 #: (type 2) but not absent; exports often drop them, so absent ones are filled empty.
 COPIED_TYPE2 = (
@@ -67,21 +72,37 @@ def segmentation_dataset(
         algorithm_identification=algorithm,
     )
     source = _with_type2_defaults(source)
-    return hd.seg.Segmentation(
+    seg = hd.seg.Segmentation(
         source_images=[source],
         pixel_array=np.asarray(mask, dtype=bool)[np.newaxis],
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=[segment],
-        series_instance_uid=generate_uid(),
+        series_instance_uid=generate_uid(
+            entropy_srcs=["tumorseg-seg-series", str(source.SeriesInstanceUID), versions]
+        ),
         series_number=SEG_SERIES_NUMBER,
-        sop_instance_uid=generate_uid(),
-        instance_number=1,
+        series_description=SERIES_DESCRIPTION,
+        sop_instance_uid=generate_uid(
+            entropy_srcs=["tumorseg-seg", str(source.SOPInstanceUID), versions]
+        ),
+        instance_number=_instance_number(source),
         manufacturer="tumorseg",
         manufacturer_model_name="tumorseg",
         software_versions=versions[:64],
         device_serial_number="0",
         omit_empty_frames=False,  # an empty mask is a finding too: keep its frame
     )
+    # General Image's Patient Orientation (type 2C: an image without a plane
+    # orientation, as a 2-D ultrasound frame): the source's, or empty.
+    seg.PatientOrientation = source.get("PatientOrientation", "")
+    return seg
+
+
+def _instance_number(source: Dataset) -> int:
+    try:
+        return max(int(source.get("InstanceNumber", 1) or 1), 1)
+    except (TypeError, ValueError):
+        return 1
 
 
 def _with_type2_defaults(source: Dataset) -> Dataset:
@@ -94,15 +115,33 @@ def _with_type2_defaults(source: Dataset) -> Dataset:
     return completed
 
 
-def dicom_seg_bytes(
-    source_path: str | os.PathLike[str], mask: np.ndarray, model_versions: Mapping[str, str]
-) -> bytes:
-    """The encoded SEG for the DICOM file at ``source_path`` (read without pixel data;
+def source_segmentation(
+    source: str | os.PathLike[str] | bytes,
+    mask: np.ndarray,
+    model_versions: Mapping[str, str],
+    name: str | None = None,
+) -> Dataset:
+    """The SEG for a DICOM source, a path or the file's bytes (read without pixel data;
     files without the ``DICM`` preamble too, as decoding accepts them)."""
+    label = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
     try:
-        source = pydicom.dcmread(source_path, stop_before_pixels=True, force=True)
+        readable = io.BytesIO(source) if isinstance(source, bytes) else source
+        dataset = pydicom.dcmread(readable, stop_before_pixels=True, force=True)
     except Exception as error:
-        raise InvalidImageError(str(source_path), f"unreadable DICOM ({error})") from error
+        raise InvalidImageError(label, f"unreadable DICOM ({error})") from error
+    return segmentation_dataset(dataset, mask, model_versions, label)
+
+
+def encode_dataset(dataset: Dataset) -> bytes:
     buffer = io.BytesIO()
-    segmentation_dataset(source, mask, model_versions, str(source_path)).save_as(buffer)
+    dataset.save_as(buffer)
     return buffer.getvalue()
+
+
+def dicom_seg_bytes(
+    source: str | os.PathLike[str] | bytes,
+    mask: np.ndarray,
+    model_versions: Mapping[str, str],
+) -> bytes:
+    """The encoded SEG for a DICOM source (see :func:`source_segmentation`)."""
+    return encode_dataset(source_segmentation(source, mask, model_versions))

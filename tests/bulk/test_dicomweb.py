@@ -1,0 +1,185 @@
+"""The bulk job against a real PACS (Orthanc over DICOMweb): QIDO finds, WADO
+retrieves, STOW stores one SEG per instance, exactly once, matching a folder run."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pydicom
+import pytest
+from orthanc import DCIODVFY, PASSWORD, USER, start_orthanc
+from pydicom.uid import generate_uid
+
+from tumorseg.bulk import SegmentJobConfig, run_segmentation
+from tumorseg.bulk.dicomweb import (
+    ENV_PASSWORD,
+    ENV_USER,
+    DicomWebQuery,
+    PacsError,
+    connect,
+    iter_instances,
+)
+from tumorseg.bulk.ledger import ERRORS_DIR, RESULTS_DIR, read_table
+from tumorseg.config import ImageLimits
+from tumorseg.io.dicom import dicom_bytes
+
+MAX_PIXELS = 600_000
+
+
+@pytest.fixture(scope="module")
+def pacs(tmp_path_factory):
+    server = start_orthanc(tmp_path_factory.mktemp("orthanc"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def credentials(monkeypatch):
+    monkeypatch.setenv(ENV_USER, USER)
+    monkeypatch.setenv(ENV_PASSWORD, PASSWORD)
+
+
+@pytest.fixture(scope="module")
+def study(pacs, busi_root, tmp_path_factory) -> dict[str, Path]:
+    """Four real BUSI images as ultrasound DICOM in one study and two series, uploaded to
+    the PACS and written to a folder too: ``{SOP Instance UID: the file}``."""
+    folder = tmp_path_factory.mktemp("study")
+    paths = [sorted((busi_root / label).glob("* (1*).png"))[0] for label in ("benign", "normal")]
+    paths += [sorted((busi_root / "malignant").glob("* (2*).png"))[i] for i in (0, 1)]
+    study_uid, series_uids = generate_uid(), (generate_uid(), generate_uid())
+    files = {}
+    for number, path in enumerate(paths, start=1):
+        gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        dataset = pydicom.dcmread(io.BytesIO(dicom_bytes(gray)))
+        dataset.StudyInstanceUID = study_uid
+        dataset.SeriesInstanceUID = series_uids[0 if number <= 3 else 1]
+        dataset.InstanceNumber = number
+        target = folder / f"{dataset.SOPInstanceUID}.dcm"
+        dataset.save_as(target, enforce_file_format=True)
+        pacs.rest("/instances", "POST", target.read_bytes())
+        files[str(dataset.SOPInstanceUID)] = target
+    return files
+
+
+def job(output: Path, store: str, source, **overrides) -> SegmentJobConfig:
+    return SegmentJobConfig(
+        input=source,
+        output=str(output),
+        tracking_uri=store,
+        batch_size=2,
+        limits=ImageLimits(max_pixels=MAX_PIXELS),
+        **overrides,
+    )
+
+
+def pacs_segs(pacs) -> list[pydicom.Dataset]:
+    client = connect(DicomWebQuery(pacs.dicomweb_url))
+    found = client.search_for_instances(search_filters={"Modality": "SEG"})
+    return [
+        client.retrieve_instance(item["0020000D"]["Value"][0], item["0020000E"]["Value"][0],
+                                 item["00080018"]["Value"][0])
+        for item in found
+    ]  # fmt: skip
+
+
+def referenced_source(seg: pydicom.Dataset) -> str:
+    (instance,) = seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence
+    return str(instance.ReferencedSOPInstanceUID)
+
+
+def dciodvfy_errors(dataset: pydicom.Dataset, path: Path) -> list[str]:
+    """What dicom3tools' validator calls an error in ``dataset`` (warnings aside)."""
+    dataset.save_as(path, enforce_file_format=True)
+    checked = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True, check=False)
+    lines = (checked.stdout + checked.stderr).splitlines()
+    return [line for line in lines if line.startswith("Error")]
+
+
+def masks_by_sop(output: Path) -> dict[str, np.ndarray]:
+    rows = read_table(output, RESULTS_DIR).to_pylist()
+    return {
+        Path(row["relative_path"]).stem: cv2.imread(str(output / row["mask_path"]), 0) > 0
+        for row in rows
+    }
+
+
+def test_qido_lists_only_the_query_s_instances_keyed_by_sop_uid(pacs, study, credentials):
+    client = connect(DicomWebQuery(pacs.dicomweb_url))
+    listed = list(iter_instances(client, DicomWebQuery(pacs.dicomweb_url, page_size=1)))
+    assert sorted(item.input_key for item in listed) == sorted(study)  # paged one by one
+    first = pydicom.dcmread(next(iter(study.values())))
+    narrowed = DicomWebQuery(pacs.dicomweb_url, series_uids=(str(first.SeriesInstanceUID),))
+    assert len(list(iter_instances(client, narrowed))) == 3
+    assert list(iter_instances(client, DicomWebQuery(pacs.dicomweb_url, modality="MR"))) == []
+
+
+def test_without_credentials_the_job_stops_and_names_them(pacs, study, monkeypatch):
+    monkeypatch.delenv(ENV_USER, raising=False)
+    monkeypatch.delenv(ENV_PASSWORD, raising=False)
+    client = connect(DicomWebQuery(pacs.dicomweb_url))
+    with pytest.raises(PacsError, match=f"answered 401; set {ENV_USER}"):
+        list(iter_instances(client, DicomWebQuery(pacs.dicomweb_url)))
+
+
+def test_pacs_job_stores_one_seg_per_instance_exactly_once(
+    ray_session, champion_store, pacs, study, credentials, tmp_path
+):
+    # A folder run over the same files, with the same models, keeping its SEG files.
+    folder = tmp_path / "folder-input"
+    folder.mkdir()
+    for path in study.values():
+        shutil.copy(path, folder / path.name)
+    folder_output = tmp_path / "folder"
+    folder_run = run_segmentation(
+        job(folder_output, champion_store, str(folder), write_dicom_seg=True)
+    )
+    assert folder_run.segmented == 4
+    expected = masks_by_sop(folder_output)
+    assert set(expected) == set(study)
+    # What a PACS job killed after storing two SEGs, before committing their results,
+    # leaves behind: the PACS holds them, the ledger does not (SEG UIDs depend only on
+    # the source and the models, so the folder run's SEGs are those SEGs).
+    for seg_file in sorted((folder_output / "dicom_seg").glob("*.seg.dcm"))[:2]:
+        pacs.rest("/instances", "POST", seg_file.read_bytes())
+
+    query = DicomWebQuery(pacs.dicomweb_url, store_seg=True)
+    output = tmp_path / "pacs"
+    # A PACS that refuses stores: every instance is an error row at "store", no result.
+    pacs.refuse_stores(True)
+    try:
+        refused = run_segmentation(job(output, champion_store, query))
+    finally:
+        pacs.refuse_stores(False)
+    assert (refused.segmented, refused.errors) == (0, 4)
+    assert {row["stage"] for row in read_table(output, ERRORS_DIR).to_pylist()} == {"store"}
+    assert len(pacs_segs(pacs)) == 2
+
+    # The rerun retries them all: one SEG per source in the PACS, none twice, one SEG
+    # series per source series, masks equal to the folder run's in the SEGs as in masks/.
+    summary = run_segmentation(job(output, champion_store, query))
+    assert (summary.inputs, summary.segmented, summary.errors) == (4, 4, 0)
+    segs = pacs_segs(pacs)
+    assert sorted(referenced_source(seg) for seg in segs) == sorted(study)
+    sources = {sop: pydicom.dcmread(path) for sop, path in study.items()}
+    series = Counter(
+        (str(seg.SeriesInstanceUID), str(sources[referenced_source(seg)].SeriesInstanceUID))
+        for seg in segs
+    )
+    assert sorted(series.values()) == [1, 3] and len({s for s, _ in series}) == 2
+    got = masks_by_sop(output)
+    assert set(got) == set(study)
+    for seg in segs:
+        sop = referenced_source(seg)
+        assert "research use only" in seg.SeriesDescription
+        assert dciodvfy_errors(seg, tmp_path / "check.dcm") == []
+        np.testing.assert_array_equal(got[sop], expected[sop])
+        np.testing.assert_array_equal(seg.pixel_array.astype(bool), expected[sop])
+
+    again = run_segmentation(job(output, champion_store, query))
+    assert (again.already_done, again.segmented) == (4, 0)
