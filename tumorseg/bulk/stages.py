@@ -53,12 +53,11 @@ from tumorseg.bulk.ledger import (
 )
 from tumorseg.bulk.listing import LISTING_SCHEMA
 from tumorseg.config import ImageLimits, SegmenterConfig
-from tumorseg.inference.fusion import Decision
 from tumorseg.inference.result import versions_of_record
 from tumorseg.io.dicom import is_dicom_file
 from tumorseg.io.encode import png_bytes
 
-if TYPE_CHECKING:  # the writer and decoder need no torch
+if TYPE_CHECKING:  # the writer and decoder need no torch: keep it out of this module
     from tumorseg.inference.models import ModelSet
 
 OK = "ok"
@@ -252,6 +251,7 @@ class FCNStage(FirstStage):
 
     def _segment(self, rows: list[Row]) -> None:
         from tumorseg.inference import FirstStageOutput
+        from tumorseg.inference.fusion import Decision
 
         grays = [gray_of(row) for row in rows]
         firsts = [

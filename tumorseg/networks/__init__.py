@@ -1,10 +1,14 @@
-"""The networks of the fused method, behind one table of roles (:mod:`.roles`)."""
+"""The networks of the fused method, behind one table of roles (:mod:`.roles`).
+
+The builders are imported on first use: the role table is read by processes that
+never build a network (decoders, writers, listings) and need neither torch nor MONAI.
+"""
 
 from __future__ import annotations
 
-from tumorseg.networks.baseline import build_baseline
-from tumorseg.networks.classifier import build_route_classifier
-from tumorseg.networks.graynet import build_graynet, graynet_in_channels
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from tumorseg.networks.roles import (
     ALL_ROLES,
     FUSED_ROLES,
@@ -13,8 +17,22 @@ from tumorseg.networks.roles import (
     build_network,
     network_role,
 )
-from tumorseg.networks.tile_fcn import build_tile_fcn
-from tumorseg.networks.warm_start import transfer_weights
+
+if TYPE_CHECKING:
+    from tumorseg.networks.baseline import build_baseline
+    from tumorseg.networks.classifier import build_route_classifier
+    from tumorseg.networks.graynet import build_graynet, graynet_in_channels
+    from tumorseg.networks.tile_fcn import build_tile_fcn
+    from tumorseg.networks.warm_start import transfer_weights
+
+_DEFERRED = {
+    "build_baseline": "baseline",
+    "build_graynet": "graynet",
+    "build_route_classifier": "classifier",
+    "build_tile_fcn": "tile_fcn",
+    "graynet_in_channels": "graynet",
+    "transfer_weights": "warm_start",
+}
 
 __all__ = [
     "ALL_ROLES",
@@ -30,3 +48,11 @@ __all__ = [
     "network_role",
     "transfer_weights",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _DEFERRED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{_DEFERRED[name]}"), name)
+    globals()[name] = value
+    return value

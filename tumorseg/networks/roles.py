@@ -10,16 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from importlib import import_module
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from torch import nn
 
 from tumorseg.config import NetworkConfig
-from tumorseg.networks.baseline import build_baseline
-from tumorseg.networks.classifier import build_route_classifier
-from tumorseg.networks.graynet import build_graynet, graynet_in_channels
-from tumorseg.networks.tile_fcn import FCN_INPUT_CHANNELS, build_tile_fcn
+
+if TYPE_CHECKING:
+    from torch import nn
 
 #: Which images a role trains on (see tumorseg.training.corpus).
 Shard = Literal["all", "homogeneous+normal", "heterogeneous"]
@@ -59,12 +58,28 @@ def _one(networks: NetworkConfig) -> int:
     return 1
 
 
+def _deferred(module: str, name: str) -> Callable[[NetworkConfig], Any]:
+    """``module.name(networks)``, imported on the first call: the processes that read
+    this table without building a network (decoders, writers, the listing) need
+    neither torch nor MONAI."""
+
+    def call(networks: NetworkConfig) -> Any:
+        return getattr(import_module(f"tumorseg.networks.{module}"), name)(networks)
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
+def _fcn_input_channels(networks: NetworkConfig) -> int:
+    return import_module("tumorseg.networks.tile_fcn").FCN_INPUT_CHANNELS
+
+
 ROLES: dict[str, NetworkRole] = {
     role.name: role
     for role in (
         NetworkRole(
             name="classifier",
-            build=build_route_classifier,
+            build=_deferred("classifier", "build_route_classifier"),
             input_channels=_one,
             input_size=lambda n: n.classifier_size,
             fused=True,
@@ -77,8 +92,8 @@ ROLES: dict[str, NetworkRole] = {
         ),
         NetworkRole(
             name="graynet",
-            build=build_graynet,
-            input_channels=graynet_in_channels,
+            build=_deferred("graynet", "build_graynet"),
+            input_channels=_deferred("graynet", "graynet_in_channels"),
             input_size=lambda n: n.graynet_size,
             fused=True,
             shard="homogeneous+normal",
@@ -89,8 +104,8 @@ ROLES: dict[str, NetworkRole] = {
         ),
         NetworkRole(
             name="fcn",
-            build=build_tile_fcn,
-            input_channels=lambda n: FCN_INPUT_CHANNELS,
+            build=_deferred("tile_fcn", "build_tile_fcn"),
+            input_channels=_fcn_input_channels,
             input_size=lambda n: n.fcn_tile_size,
             fused=True,
             shard="heterogeneous",
@@ -101,7 +116,7 @@ ROLES: dict[str, NetworkRole] = {
         ),
         NetworkRole(
             name="baseline",
-            build=build_baseline,
+            build=_deferred("baseline", "build_baseline"),
             input_channels=_one,
             input_size=lambda n: n.graynet_size,
             fused=False,

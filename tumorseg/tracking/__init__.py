@@ -1,10 +1,16 @@
 """MLflow tracking: where the store is, names and selectors, registration, promotion,
-loading, and PNG figures."""
+loading, and PNG figures.
+
+Names are imported on first use: a job's config carries a :class:`ModelSelector`
+into every Ray worker, which should not pay for MLflow and torch to read it.
+"""
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from tumorseg.errors import ModelArtifactError
-from tumorseg.tracking.loading import load_baseline, load_model_config, load_model_set
 from tumorseg.tracking.names import (
     CANDIDATE,
     CHAMPION,
@@ -13,10 +19,27 @@ from tumorseg.tracking.names import (
     ModelNotFoundError,
     ModelSelector,
 )
-from tumorseg.tracking.plots import learning_curve_png, overlay_array, overlay_png
-from tumorseg.tracking.promotion import DEFAULT_METRIC, promote_if_better
-from tumorseg.tracking.registry import CONFIG_ARTIFACT, register_model, register_model_set
 from tumorseg.tracking.uris import resolve_tracking_uri
+
+if TYPE_CHECKING:
+    from tumorseg.tracking.loading import load_baseline, load_model_config, load_model_set
+    from tumorseg.tracking.plots import learning_curve_png, overlay_array, overlay_png
+    from tumorseg.tracking.promotion import DEFAULT_METRIC, promote_if_better
+    from tumorseg.tracking.registry import CONFIG_ARTIFACT, register_model, register_model_set
+
+_DEFERRED = {
+    "load_baseline": "loading",
+    "load_model_config": "loading",
+    "load_model_set": "loading",
+    "learning_curve_png": "plots",
+    "overlay_array": "plots",
+    "overlay_png": "plots",
+    "DEFAULT_METRIC": "promotion",
+    "promote_if_better": "promotion",
+    "CONFIG_ARTIFACT": "registry",
+    "register_model": "registry",
+    "register_model_set": "registry",
+}
 
 __all__ = [
     "CANDIDATE",
@@ -39,3 +62,11 @@ __all__ = [
     "register_model_set",
     "resolve_tracking_uri",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _DEFERRED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{_DEFERRED[name]}"), name)
+    globals()[name] = value
+    return value

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mlflow import MlflowClient
+if TYPE_CHECKING:  # resolving a URI needs no MLflow
+    from mlflow import MlflowClient
 
 
 def resolve_tracking_uri(explicit: str | None = None) -> str:
@@ -23,6 +25,8 @@ def resolve_tracking_uri(explicit: str | None = None) -> str:
 
 def registry_client(uri: str) -> MlflowClient:
     """A client whose tracking and registry URIs are both ``uri`` (never the process's)."""
+    from mlflow import MlflowClient
+
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
