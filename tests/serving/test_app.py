@@ -15,6 +15,7 @@ from collections import Counter
 
 import cv2
 import numpy as np
+import pydicom
 import pytest
 import requests
 from serving_helpers import MAX_BYTES, MAX_PIXELS, app_config, deploy
@@ -114,6 +115,28 @@ def test_dicom_jpeg_multipart_and_png_format(service, busi_png) -> None:
     assert cv2.imdecode(np.frombuffer(png.content, np.uint8), cv2.IMREAD_UNCHANGED).shape == shape
 
 
+def test_a_dicom_upload_gets_its_seg_and_a_preview(service, busi_png) -> None:
+    data, _ = busi_png
+    gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    dicom = dicom_bytes(gray)
+    source = pydicom.dcmread(io.BytesIO(dicom))
+    answer = post(service, dicom, "application/dicom", route="heterogeneous")
+    preview = cv2.imdecode(
+        np.frombuffer(base64.b64decode(answer.json()["image_png_base64"]), np.uint8),
+        cv2.IMREAD_UNCHANGED,
+    )
+    np.testing.assert_array_equal(preview, gray)  # what the viewer draws under the mask
+    seg = post(service, dicom, "application/dicom", format="dicom-seg", route="heterogeneous")
+    assert seg.status_code == 200 and seg.headers["content-type"] == "application/dicom"
+    assert seg.headers["x-tumorseg-route"] == "heterogeneous"
+    dataset = pydicom.dcmread(io.BytesIO(seg.content))
+    assert dataset.Modality == "SEG" and dataset.StudyInstanceUID == source.StudyInstanceUID
+    (referenced,) = dataset.ReferencedSeriesSequence[0].ReferencedInstanceSequence
+    assert referenced.ReferencedSOPInstanceUID == source.SOPInstanceUID
+    np.testing.assert_array_equal(dataset.pixel_array.astype(bool), mask_of(answer.json()) > 0)
+    assert "image_png_base64" not in post(service, data).json()  # the browser shows a PNG
+
+
 def png_claiming(width: int, height: int) -> bytes:
     import struct
     import zlib
@@ -149,6 +172,7 @@ def test_error_table_case_by_case_and_the_service_survives(service, busi_png) ->
         "too many bytes": (post(service, data + b"\0" * MAX_BYTES), 413),
         "too many pixels": (post(service, png_claiming(3000, 3000)), 413),
         "bad format": (post(service, data, format="gif"), 422),
+        "SEG of a PNG": (post(service, data, format="dicom-seg"), 415),
         "bad route": (post(service, data, route="sideways"), 422),
         "multipart without file": (
             requests.post(f"{service}/v1/segment", files={"other": ("a", b"x")}, timeout=60),

@@ -83,3 +83,30 @@ def test_upload_shows_the_image_with_its_mask_overlay(service, browser, busi_roo
     assert brightness > 10
     route = browser.find_element(By.ID, "fact-route").text
     assert route in ("homogeneous", "heterogeneous")
+
+
+def test_a_dicom_upload_is_shown_from_the_service_s_preview(
+    service, browser, busi_root, tmp_path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tumorseg.io.dicom import write_dicom
+
+    image_path = sorted((busi_root / "benign").glob("* ([0-9]).png"))[0]
+    gray = cv2.imread(str(image_path), cv2.IMREAD_GRAYSCALE)
+    dicom = write_dicom(tmp_path / "study.dcm", gray)
+    browser.get(service)
+    browser.find_element(By.ID, "file").send_keys(str(dicom))
+    WebDriverWait(browser, 120).until(
+        lambda d: (
+            d.find_element(By.ID, "status").text == "done" or d.find_element(By.ID, "error").text
+        )
+    )
+    assert browser.find_element(By.ID, "error").text == ""
+    mean = browser.execute_script(
+        "const c = document.getElementById('image');"
+        "const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        "let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i]; return s / (d.length / 4);"
+    )
+    assert abs(mean - float(gray.mean())) < 1.0  # the DICOM's own pixels, not a blank canvas

@@ -51,9 +51,16 @@ def is_dicom_file(path: str | os.PathLike[str]) -> bool:
     """
     with open(path, "rb") as handle:
         head = handle.read(132)
+    return looks_like_dicom(head, os.fspath(path))
+
+
+def looks_like_dicom(data: bytes, name: str) -> bool:
+    """The rule of :func:`is_dicom_file` for bytes (of which the first 132 are read) and
+    the name they came under."""
+    head = bytes(data[:132])
     if is_dicom(head):
         return True
-    return Path(path).suffix.lower() in DICOM_SUFFIXES and sniff_format(head) is None
+    return Path(name).suffix.lower() in DICOM_SUFFIXES and sniff_format(head) is None
 
 
 def read_dataset(data: bytes, source: str, *, force: bool = False) -> Dataset:

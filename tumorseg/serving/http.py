@@ -81,3 +81,12 @@ def segment_payload(
         "deployments": deployments,
         "timings_ms": {stage: round(seconds * 1000, 3) for stage, seconds in timings.items()},
     }
+
+
+def result_headers(result: SegmentationResult) -> dict[str, str]:
+    """The decision, for answers whose body is not JSON (a PNG mask, a DICOM SEG)."""
+    return {
+        "X-Tumorseg-Route": result.route,
+        "X-Tumorseg-Route-Confidence": f"{result.route_confidence:.4f}",
+        "X-Tumorseg-Tumor-Present": str(result.tumor_present).lower(),
+    }

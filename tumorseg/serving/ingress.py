@@ -11,6 +11,7 @@ downstream deployment that is saturated or restarting turns into a 503 with
 # No ``from __future__ import annotations``: FastAPI reads these annotations at runtime.
 
 import asyncio
+import base64
 import logging
 import time
 from dataclasses import dataclass, fields
@@ -23,6 +24,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from tumorseg.errors import ImageTooLargeError, InvalidImageError
+from tumorseg.io.dicom import looks_like_dicom
 from tumorseg.io.encode import png_bytes
 from tumorseg.serving.http import (
     MULTIPART,
@@ -30,6 +32,7 @@ from tumorseg.serving.http import (
     authorized,
     check_declared_length,
     media_type,
+    result_headers,
     segment_payload,
     upload_name,
 )
@@ -117,7 +120,10 @@ class Ingress:
     async def segment(
         self,
         request: Request,
-        format: Annotated[Literal["json", "png"], Query(description="png: the mask only")] = "json",
+        format: Annotated[
+            Literal["json", "png", "dicom-seg"],
+            Query(description="png: the mask only; dicom-seg: a DICOM SEG of a DICOM upload"),
+        ] = "json",
         route: Annotated[
             Literal["homogeneous", "heterogeneous"] | None,
             Query(description="force a branch (an expert's decision: a lesion of that kind)"),
@@ -130,6 +136,9 @@ class Ingress:
         start = time.perf_counter()
         try:
             data, name = await self._read_upload(request)
+            is_dicom = looks_like_dicom(data, name)
+            if format == "dicom-seg" and not is_dicom:
+                raise RequestError(415, "format=dicom-seg needs a DICOM upload (application/dicom)")
             gray = await asyncio.to_thread(self._decode, data, name)
         except RequestError as error:
             return JSONResponse({"detail": error.detail}, status_code=error.status)
@@ -148,16 +157,20 @@ class Ingress:
         timings["encode"] = time.perf_counter() - encode_start
         timings["total"] = time.perf_counter() - start
         if format == "png":
-            return Response(
-                mask_png,
-                media_type="image/png",
-                headers={
-                    "X-Tumorseg-Route": result.route,
-                    "X-Tumorseg-Route-Confidence": f"{result.route_confidence:.4f}",
-                    "X-Tumorseg-Tumor-Present": str(result.tumor_present).lower(),
-                },
-            )
+            return Response(mask_png, media_type="image/png", headers=result_headers(result))
+        if format == "dicom-seg":
+            from tumorseg.io.dicom_seg import dicom_seg_bytes  # highdicom: only when asked
+
+            try:
+                seg = await asyncio.to_thread(
+                    dicom_seg_bytes, data, result.mask, result.model_versions
+                )
+            except InvalidImageError as error:  # decodable pixels, headers a SEG cannot use
+                return JSONResponse({"detail": str(error)}, status_code=400)
+            return Response(seg, media_type="application/dicom", headers=result_headers(result))
         payload = segment_payload(result, mask_png, deployments=deployments, timings=timings)
+        if is_dicom:  # a browser cannot draw a DICOM: give the viewer the decoded image
+            payload["image_png_base64"] = base64.b64encode(png_bytes(gray)).decode("ascii")
         return JSONResponse(payload)
 
     async def _run(self, gray, forced_route, timings: dict[str, float]):
