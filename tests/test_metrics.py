@@ -34,3 +34,16 @@ def test_empty_mask_conventions() -> None:
 def test_shape_mismatch() -> None:
     with pytest.raises(ValueError):
         score_masks(np.zeros((3, 3)), np.zeros((3, 4)))
+
+
+def test_hd95_in_mm_follows_the_spacing() -> None:
+    truth = np.zeros((40, 40), bool)
+    truth[10:20, 10:20] = True
+    prediction = np.roll(truth, 4, axis=0)  # 4 rows off
+    pixels = score_masks(prediction, truth)
+    assert pixels.hd95_mm is None
+    assert score_masks(prediction, truth, (1.0, 1.0)).hd95_mm == pytest.approx(pixels.hd95)
+    assert score_masks(prediction, truth, (0.5, 3.0)).hd95_mm == pytest.approx(0.5 * pixels.hd95)
+    assert score_masks(np.zeros_like(truth), truth, (0.5, 0.5)).hd95_mm == pytest.approx(
+        0.5 * np.hypot(40, 40)
+    )

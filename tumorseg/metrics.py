@@ -26,25 +26,31 @@ from monai.metrics import compute_dice, compute_hausdorff_distance, compute_iou
 class MaskScores:
     dice: float
     iou: float
-    hd95: float
+    hd95: float  # pixels
+    hd95_mm: float | None = None  # with a spacing only
 
 
-def score_masks(prediction: np.ndarray, truth: np.ndarray) -> MaskScores:
-    """Dice, IoU and HD95 of two same-shaped 2-D boolean masks."""
+def score_masks(
+    prediction: np.ndarray, truth: np.ndarray, spacing: tuple[float, float] | None = None
+) -> MaskScores:
+    """Dice, IoU and HD95 of two same-shaped 2-D boolean masks; HD95 in mm too when
+    ``spacing`` (row mm, column mm) is given."""
     prediction = np.asarray(prediction).astype(bool)
     truth = np.asarray(truth).astype(bool)
     if prediction.shape != truth.shape or prediction.ndim != 2:
         raise ValueError(f"masks must be 2-D and alike, got {prediction.shape} and {truth.shape}")
     has_prediction, has_truth = prediction.any(), truth.any()
     if not has_prediction and not has_truth:
-        return MaskScores(1.0, 1.0, 0.0)
-    if not has_prediction or not has_truth:
-        return MaskScores(0.0, 0.0, math.hypot(*truth.shape))
+        return MaskScores(1.0, 1.0, 0.0, None if spacing is None else 0.0)
+    if not has_prediction or not has_truth:  # the image's diagonal, the worst distance
+        diagonal_mm = None if spacing is None else math.hypot(*np.multiply(truth.shape, spacing))
+        return MaskScores(0.0, 0.0, math.hypot(*truth.shape), diagonal_mm)
     y_pred, y = _as_batch(prediction), _as_batch(truth)
     return MaskScores(
         dice=float(compute_dice(y_pred, y, include_background=True)[0, 0]),
         iou=float(compute_iou(y_pred, y, include_background=True)[0, 0]),
         hd95=_hd95(y_pred, y),
+        hd95_mm=None if spacing is None else _hd95(y_pred, y, spacing),
     )
 
 
@@ -69,11 +75,19 @@ def hd95(prediction: np.ndarray, truth: np.ndarray) -> float:
     return score_masks(prediction, truth).hd95
 
 
-def _hd95(y_pred: torch.Tensor, y: torch.Tensor) -> float:
+def _hd95(
+    y_pred: torch.Tensor, y: torch.Tensor, spacing: tuple[float, float] | None = None
+) -> float:
     with warnings.catch_warnings():
         # MONAI 1.5+ warns about an argument its own helper passes; nothing for us to change.
         warnings.filterwarnings("ignore", category=FutureWarning, module="monai")
-        distance = compute_hausdorff_distance(y_pred, y, include_background=True, percentile=95)
+        distance = compute_hausdorff_distance(
+            y_pred,
+            y,
+            include_background=True,
+            percentile=95,
+            spacing=None if spacing is None else [float(v) for v in spacing],
+        )
     return float(distance[0, 0])
 
 

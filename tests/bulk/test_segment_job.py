@@ -76,6 +76,9 @@ def archive(busi_root, tmp_path_factory) -> tuple[Path, dict[str, tuple[int, int
     expected["jpeg/study.jpg"] = jpeg.shape
     dicom = gray(sources[4])
     write_dicom(root / "dicom" / "IM0001", dicom)  # extensionless, as archives store them
+    with_spacing = pydicom.dcmread(root / "dicom" / "IM0001")
+    with_spacing.PixelSpacing = [0.1, 0.2]  # mm; dicom/same.dcm states none
+    with_spacing.save_as(root / "dicom" / "IM0001")
     write_dicom(root / "dicom" / "same.dcm", dicom)
     shutil.copy(sources[4], root / "dicom" / "same.png")  # same stem: masks must not collide
     expected.update({"dicom/IM0001": dicom.shape, "dicom/same.dcm": dicom.shape})
@@ -157,6 +160,14 @@ def test_dicom_inputs_get_a_seg_that_references_them(archive, first_run) -> None
         assert referenced.ReferencedSOPInstanceUID == source.SOPInstanceUID
         mask = cv2.imread(str(output / row["mask_path"]), cv2.IMREAD_GRAYSCALE) > 0
         np.testing.assert_array_equal(seg.pixel_array.astype(bool), mask)
+    # Physical units where the object states them, empty (never guessed) elsewhere.
+    stated = results["dicom/IM0001"]
+    assert (stated["pixel_spacing_row_mm"], stated["pixel_spacing_col_mm"]) == pytest.approx(
+        (0.1, 0.2)
+    )
+    assert stated["area_mm2"] == pytest.approx(stated["area_px"] * 0.02, rel=1e-4)
+    for path in ("dicom/same.dcm", "dicom/same.png"):
+        assert results[path]["area_mm2"] is None and results[path]["pixel_spacing_row_mm"] is None
 
 
 def test_bad_files_become_typed_error_rows(archive, first_run) -> None:

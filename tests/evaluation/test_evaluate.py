@@ -8,14 +8,17 @@ bootstrap are exactly right.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pyarrow.parquet as pq
+import pydicom
 import pytest
 import torch
 from hand_made import hand_predictions
@@ -39,6 +42,7 @@ from tumorseg.evaluation.predictions import (
 )
 from tumorseg.evaluation.report import pick_examples
 from tumorseg.inference import Segmenter
+from tumorseg.io.dicom import dicom_bytes
 from tumorseg.networks import build_network
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +54,8 @@ SMALL = SegmenterConfig(
 
 @pytest.fixture(scope="module")
 def corpus(busi_root, tmp_path_factory) -> list[ImageRecord]:
-    """3 benign, 3 malignant, 2 normal real images, a corrupt file and an unlabeled maskless one."""
+    """3 benign, 3 malignant, 2 normal real images, a corrupt file, an unlabeled maskless
+    one, and a benign one as a DICOM stating its pixel size."""
     records = discover_busi(busi_root)
     picked = []
     for label, count in (("benign", 3), ("malignant", 3), ("normal", 2)):
@@ -60,6 +65,13 @@ def corpus(busi_root, tmp_path_factory) -> list[ImageRecord]:
     broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)  # PNG magic, truncated
     picked.insert(2, ImageRecord("broken", str(broken), picked[0].mask_paths, label="benign"))
     picked.append(ImageRecord("no-truth", picked[0].path, (), label="benign"))
+    # The first benign image again, as a DICOM that states its pixel size.
+    source = pydicom.dcmread(io.BytesIO(dicom_bytes(cv2.imread(picked[0].path, 0))))
+    source.PixelSpacing = [0.1, 0.1]
+    source.save_as(scratch / "spaced.dcm", enforce_file_format=True)
+    picked.append(
+        ImageRecord("spaced", str(scratch / "spaced.dcm"), picked[0].mask_paths, label="benign")
+    )
     return picked
 
 
@@ -89,6 +101,17 @@ def test_one_row_per_record_in_input_order(corpus, evaluated) -> None:
     assert all(set(row) == set(ROW_FIELDS) for row in evaluated.rows)
 
 
+def test_hd95_in_mm_only_where_the_source_states_a_pixel_size(corpus, evaluated) -> None:
+    rows = {row["image_id"]: row for row in good_rows(evaluated)}
+    spaced = rows["spaced"]
+    for method in ("fused", "baseline"):
+        assert spaced[f"{method}_hd95_mm"] == pytest.approx(0.1 * spaced[f"{method}_hd95"])
+        assert all(row[f"{method}_hd95_mm"] is None for key, row in rows.items() if key != "spaced")
+    assert evaluated.summary["fused"]["hd95_mm"] == pytest.approx(spaced["fused_hd95_mm"])
+    case = next(c for c in evaluated.predictions.cases if c.image_id == "spaced")
+    assert case.pixel_spacing_mm == (0.1, 0.1)
+
+
 def test_bad_records_become_error_rows(evaluated) -> None:
     errors = {row["image_id"]: row for row in evaluated.rows if row["error"] is not None}
     assert set(errors) == {"broken", "no-truth"}
@@ -103,7 +126,7 @@ def test_bad_records_become_error_rows(evaluated) -> None:
 
 def test_summary_structure_and_ranges(evaluated) -> None:
     s = evaluated.summary
-    assert (s["n_images"], s["n_evaluated"], s["n_tumor"], s["n_normal"]) == (10, 8, 6, 2)
+    assert (s["n_images"], s["n_evaluated"], s["n_tumor"], s["n_normal"]) == (11, 9, 7, 2)
     for method in ("fused", "baseline"):
         figures = s[method]
         assert 0.0 <= figures["dice"] <= 1.0 and 0.0 <= figures["iou"] <= 1.0
@@ -124,7 +147,7 @@ def test_means_over_tumor_images_and_fp_over_normal_images(evaluated) -> None:
     rows = good_rows(evaluated)
     tumor = [r for r in rows if r["has_tumor"]]
     normal = [r for r in rows if not r["has_tumor"]]
-    assert {r["label"] for r in normal} == {"normal"} and len(tumor) == 6
+    assert {r["label"] for r in normal} == {"normal"} and len(tumor) == 7
     for method in ("fused", "baseline"):
         figures = evaluated.summary[method]
         for metric in ("dice", "iou", "hd95"):
@@ -175,11 +198,11 @@ def test_report_files(evaluated, segmenter, baseline, tmp_path) -> None:
         evaluated, tmp_path, config=segmenter.config, examples=1, context={"data": "BUSI subset"}
     )
     table = pq.read_table(paths["rows"])
-    assert table.num_rows == 10 and table.column_names == list(ROW_FIELDS)
+    assert table.num_rows == 11 and table.column_names == list(ROW_FIELDS)
     assert table.column("image_id").to_pylist() == [r["image_id"] for r in evaluated.rows]
     summary = json.loads(paths["summary"].read_text(), parse_constant=pytest.fail)
     assert (
-        summary["n_images"] == 10 and summary["fused"]["dice"] == evaluated.summary["fused"]["dice"]
+        summary["n_images"] == 11 and summary["fused"]["dice"] == evaluated.summary["fused"]["dice"]
     )
     assert paths["histogram"].stat().st_size > 0
     report = paths["report"].read_text()

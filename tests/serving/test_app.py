@@ -118,9 +118,15 @@ def test_dicom_jpeg_multipart_and_png_format(service, busi_png) -> None:
 def test_a_dicom_upload_gets_its_seg_and_a_preview(service, busi_png) -> None:
     data, _ = busi_png
     gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
-    dicom = dicom_bytes(gray)
-    source = pydicom.dcmread(io.BytesIO(dicom))
+    source = pydicom.dcmread(io.BytesIO(dicom_bytes(gray)))
+    source.PixelSpacing = [0.1, 0.2]
+    buffer = io.BytesIO()
+    source.save_as(buffer, enforce_file_format=True)
+    dicom = buffer.getvalue()
     answer = post(service, dicom, "application/dicom", route="heterogeneous")
+    body = answer.json()
+    assert body["pixel_spacing_mm"] == [0.1, 0.2]
+    assert body["area_mm2"] == pytest.approx(body["area_px"] * 0.02)
     preview = cv2.imdecode(
         np.frombuffer(base64.b64decode(answer.json()["image_png_base64"]), np.uint8),
         cv2.IMREAD_UNCHANGED,
@@ -134,7 +140,9 @@ def test_a_dicom_upload_gets_its_seg_and_a_preview(service, busi_png) -> None:
     (referenced,) = dataset.ReferencedSeriesSequence[0].ReferencedInstanceSequence
     assert referenced.ReferencedSOPInstanceUID == source.SOPInstanceUID
     np.testing.assert_array_equal(dataset.pixel_array.astype(bool), mask_of(answer.json()) > 0)
-    assert "image_png_base64" not in post(service, data).json()  # the browser shows a PNG
+    png_body = post(service, data).json()
+    assert "image_png_base64" not in png_body  # the browser shows a PNG itself
+    assert png_body["area_mm2"] is None and png_body["bbox_mm"] is None  # no size stated
 
 
 def png_claiming(width: int, height: int) -> bytes:

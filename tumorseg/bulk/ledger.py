@@ -62,6 +62,11 @@ RESULT_SCHEMA = pa.schema(
         ("bbox_x0", pa.int32()),
         ("bbox_y1", pa.int32()),
         ("bbox_x1", pa.int32()),
+        ("area_mm2", pa.float32()),  # the mm fields: empty where the source states no size
+        ("bbox_height_mm", pa.float32()),
+        ("bbox_width_mm", pa.float32()),
+        ("pixel_spacing_row_mm", pa.float32()),
+        ("pixel_spacing_col_mm", pa.float32()),
         ("mask_path", pa.string()),
         ("overlay_path", pa.string()),
         ("dicom_seg_path", pa.string()),

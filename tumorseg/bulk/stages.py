@@ -71,6 +71,7 @@ STATE_DEFAULTS: dict[str, Any] = {
     "message": "",
     "gray": b"",
     "dicom_header": b"",  # a PACS instance's header (no pixels), for its SEG
+    "spacing": "",  # tumorseg.io.spacing.Spacing.to_json() of a DICOM that states one
     "height": -1,
     "width": -1,
     # the first stage's Decision (Decision.to_record)
@@ -137,12 +138,25 @@ def decode_batch(
             if isinstance(source, bytes):
                 row["dicom_header"] = header_bytes(source)
             gray = load_image(source, limits=limits, name=row["source_path"])
+            row["spacing"] = _spacing_json(source, row)
         except Exception as error:  # every input error is typed, but nothing may stop the job
             _fail(row, "decode", error)
         else:
             row.update(gray=gray.tobytes(), height=gray.shape[0], width=gray.shape[1])
         row["elapsed_s"] += time.perf_counter() - start
     return _frame(rows)
+
+
+def _spacing_json(source: str | bytes, row: Row) -> str:
+    from tumorseg.io.spacing import spacing_of
+
+    if isinstance(source, bytes):
+        spacing = spacing_of(row["dicom_header"])
+    elif is_dicom_file(source):
+        spacing = spacing_of(source)
+    else:
+        return ""
+    return spacing.to_json() if spacing is not None else ""
 
 
 # --------------------------------------------------------------------------- networks
@@ -231,7 +245,11 @@ class FirstStage(SegmenterStage):
                 self._finish(row, gray, first, None)
 
     def _finish(self, row: Row, gray: np.ndarray, first, fcn_map: np.ndarray | None) -> None:
+        from tumorseg.io.spacing import Spacing
+
         result = self.segmenter.finish(gray, first, fcn_map)
+        if (spacing := Spacing.from_json(row["spacing"])) is not None:
+            result.pixel_spacing_mm = spacing.at(result.bbox)
         row.update(
             result=json.dumps(result.to_record()),
             mask_bits=np.packbits(result.mask).tobytes(),

@@ -93,6 +93,7 @@ ROW_FIELDS: dict[str, str] = {
     "fused_dice": "float",
     "fused_iou": "float",
     "fused_hd95": "float",
+    "fused_hd95_mm": "float",  # where the source states its pixel size
     "fused_area_px": "int",
     "fused_largest_px": "int",
     "fused_fp": "bool",  # normal images only
@@ -101,6 +102,7 @@ ROW_FIELDS: dict[str, str] = {
     "baseline_dice": "float",
     "baseline_iou": "float",
     "baseline_hd95": "float",
+    "baseline_hd95_mm": "float",
     "baseline_area_px": "int",
     "baseline_largest_px": "int",
     "baseline_fp": "bool",
@@ -254,11 +256,12 @@ def score_case(
         mask = masks.get(method)
         if mask is None:
             continue
-        scores = score_masks(mask, truth)
+        scores = score_masks(mask, truth, case.pixel_spacing_mm)
         largest = int(largest_component(mask).sum())
         row[f"{method}_dice"] = scores.dice
         row[f"{method}_iou"] = scores.iou
         row[f"{method}_hd95"] = scores.hd95
+        row[f"{method}_hd95_mm"] = scores.hd95_mm
         row[f"{method}_area_px"] = int(mask.sum())
         row[f"{method}_largest_px"] = largest
         row[f"{method}_fp"] = None if case.has_tumor else bool(largest > 0 and largest >= min_px)
@@ -398,6 +401,8 @@ def _method_figures(rows: Sequence[Mapping[str, Any]], method: str) -> dict[str,
         "dice": _mean(row[f"{method}_dice"] for row in tumor),
         "iou": _mean(row[f"{method}_iou"] for row in tumor),
         "hd95": _mean(row[f"{method}_hd95"] for row in tumor),
+        # over the tumor images whose source states a pixel size; None when none does
+        "hd95_mm": _mean(row.get(f"{method}_hd95_mm") for row in tumor),
         "dice_median": _median(row[f"{method}_dice"] for row in tumor),
         "hd95_median": _median(row[f"{method}_hd95"] for row in tumor),
         "miss_rate": _mean(row.get(f"{method}_missed") for row in tumor),

@@ -63,6 +63,8 @@ class Case:
     width: int | None = None
     has_tumor: bool | None = None
     truth_area_px: int | None = None
+    pixel_spacing_row_mm: float | None = None  # where the source states its pixel size
+    pixel_spacing_col_mm: float | None = None
     true_class: str | None = None
     true_class_source: str | None = None  # "expert" or "score"
     truth_score: float | None = None
@@ -76,6 +78,12 @@ class Case:
     seconds_fcn_own: float | None = None  # the FCN with its own coarse seed, per image
     seconds_baseline: float | None = None
     error: str | None = None
+
+    @property
+    def pixel_spacing_mm(self) -> tuple[float, float] | None:
+        if self.pixel_spacing_row_mm is None or self.pixel_spacing_col_mm is None:
+            return None
+        return self.pixel_spacing_row_mm, self.pixel_spacing_col_mm
 
     @property
     def evidence(self) -> Evidence:
@@ -324,11 +332,14 @@ def _save_case(
     true_class, truth_score = triage_class(example.gray, truth, record.expert_class, triage)
     case = _base_case(record)
     p_normal, p_homogeneous, p_heterogeneous = evidence.class_probabilities
+    spacing = _truth_spacing(record.path, truth)
     filled = {
         "height": int(truth.shape[0]),
         "width": int(truth.shape[1]),
         "has_tumor": bool(truth.any()),
         "truth_area_px": int(truth.sum()),
+        "pixel_spacing_row_mm": None if spacing is None else spacing[0],
+        "pixel_spacing_col_mm": None if spacing is None else spacing[1],
         "true_class": true_class,
         "true_class_source": "expert" if record.expert_class else "score",
         "truth_score": float(truth_score),
@@ -345,6 +356,23 @@ def _save_case(
     case = dataclasses.replace(case, **filled)
     write_case_maps(directory, case.case_id, maps, truth)
     return case
+
+
+def _truth_spacing(path: str, truth: np.ndarray) -> tuple[float, float] | None:
+    """The pixel size of a DICOM source where the lesion is (the truth's box)."""
+    from tumorseg.inference.result import bounding_box
+    from tumorseg.io.dicom import is_dicom_file
+    from tumorseg.io.spacing import spacing_of
+
+    try:
+        if not is_dicom_file(path):
+            return None
+    except OSError:
+        return None
+    spacing = spacing_of(path)
+    if spacing is None:
+        return None
+    return spacing.at(bounding_box(np.asarray(truth, bool)))
 
 
 def write_case_maps(

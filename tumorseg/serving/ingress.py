@@ -26,6 +26,7 @@ from ray.serve.handle import DeploymentHandle
 from tumorseg.errors import ImageTooLargeError, InvalidImageError
 from tumorseg.io.dicom import looks_like_dicom
 from tumorseg.io.encode import png_bytes
+from tumorseg.io.spacing import spacing_of
 from tumorseg.serving.http import (
     MULTIPART,
     RequestError,
@@ -152,6 +153,8 @@ class Ingress:
                 status_code=503,
                 headers={"Retry-After": "1"},
             )
+        if is_dicom and (spacing := spacing_of(data)) is not None:
+            result.pixel_spacing_mm = spacing.at(result.bbox)
         encode_start = time.perf_counter()
         mask_png = png_bytes(result.mask)
         timings["encode"] = time.perf_counter() - encode_start
