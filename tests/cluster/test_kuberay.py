@@ -85,6 +85,16 @@ def test_rayjobs_run_the_jobs_with_flags_the_jobs_accept(job: str) -> None:
     assert {e["name"] for e in submitter["env"]} >= {"RAY_AUTH_MODE", "RAY_AUTH_TOKEN"}
 
 
+def test_the_rayservice_requires_the_api_token() -> None:
+    """Its proxy listens on 0.0.0.0: every container that serves takes the token from a
+    secret (not optional), so the app never starts open."""
+    spec = load_yaml(RAYSERVICE)["spec"]["rayClusterConfig"]
+    for container in containers(spec):
+        env = {e["name"]: e for e in container["env"]}
+        secret = env["TUMORSEG_API_TOKEN"]["valueFrom"]["secretKeyRef"]
+        assert secret["name"] and secret["key"] and not secret.get("optional", False)
+
+
 def test_rayservice_runs_serve_config_yaml() -> None:
     sync = load_script("cluster/sync_rayservice.py")
     manifest_text = (ROOT / RAYSERVICE).read_text()

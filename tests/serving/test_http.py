@@ -100,4 +100,14 @@ def test_bearer_token_is_checked_only_when_set() -> None:
 
     assert authorized(None, None) and authorized("anything", None)
     assert authorized("Bearer s3cret", "s3cret")
+    assert authorized("bearer s3cret", "s3cret") and authorized("BEARER  s3cret ", "s3cret")
     assert not authorized(None, "s3cret") and not authorized("Bearer nope", "s3cret")
+    assert not authorized("Basic s3cret", "s3cret") and not authorized("s3cret", "s3cret")
+
+
+def test_an_empty_token_variable_is_refused_not_an_open_api(monkeypatch) -> None:
+    monkeypatch.setenv("TUMORSEG_API_TOKEN", "  ")
+    with pytest.raises(ValueError, match="TUMORSEG_API_TOKEN is set but empty"):
+        ServeSettings.from_args({})
+    monkeypatch.delenv("TUMORSEG_API_TOKEN")
+    assert ServeSettings.from_args({}).api_token is None  # unset: local use, open

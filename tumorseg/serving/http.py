@@ -32,10 +32,14 @@ class RequestError(Exception):
 
 
 def authorized(authorization: str | None, token: str | None) -> bool:
-    """Bearer-token check (constant time); everything passes when no token is set."""
+    """Bearer-token check (the scheme case-insensitive, RFC 7235; the token compared in
+    constant time); everything passes when no token is set."""
     if token is None:
         return True
-    return hmac.compare_digest((authorization or "").encode(), f"Bearer {token}".encode())
+    scheme, _, given = (authorization or "").strip().partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    )
 
 
 def media_type(content_type: str | None) -> str:

@@ -95,7 +95,7 @@ class ServeSettings:
             models=models,
             max_bytes=int(args.pop("max_bytes", cls.max_bytes)),
             max_pixels=int(args.pop("max_pixels", cls.max_pixels)),
-            api_token=os.environ.get(args.pop("api_token_env", ENV_API_TOKEN)) or None,
+            api_token=_api_token(args.pop("api_token_env", ENV_API_TOKEN)),
             torch_threads=_optional_int(
                 args.pop("torch_threads", os.environ.get(ENV_TORCH_THREADS))
             ),
@@ -103,6 +103,17 @@ class ServeSettings:
         if args:
             raise ValueError(f"unknown application args {sorted(args)}")
         return settings
+
+
+def _api_token(variable: str) -> str | None:
+    """The bearer token from the environment; unset: no auth (local use). A variable
+    that is set but empty is refused: a failed secret mount must not open the API."""
+    if variable not in os.environ:
+        return None
+    token = os.environ[variable].strip()
+    if not token:
+        raise ValueError(f"{variable} is set but empty: give a token, or unset it to serve open")
+    return token
 
 
 def _optional_str(value: Any) -> str | None:
