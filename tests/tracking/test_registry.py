@@ -232,6 +232,14 @@ def test_a_stage_loads_only_its_network_and_still_names_the_set(store):
     assert model_set.versions == {r: f"{NAMES.for_role(r)}/1" for r in FUSED_ROLES}
 
 
+def test_a_store_that_does_not_exist_is_named_not_created(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with pytest.raises(ModelNotFoundError, match=r"no MLflow store at .*mlflow\.db"):
+        load_model_set()  # the default ./mlflow.db, absent here
+    assert not (tmp_path / "mlflow.db").exists()
+
+
 def test_tracking_uri_argument_beats_the_process_default(store, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # the default ./mlflow.db would be empty here
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/other.db")
@@ -303,8 +311,12 @@ def test_missing_model_alias_version_are_named(store):
         load_model_set(store.uri, ModelSelector("staging"))
     with pytest.raises(ModelNotFoundError, match="'tumorseg-classifier' has no version 9"):
         load_model_set(store.uri, ModelSelector(version=9))
+    empty = f"sqlite:///{store.root}/empty.db"
+    with pytest.raises(ModelNotFoundError, match="no MLflow store at"):
+        load_model_set(empty)
+    MlflowClient(empty).search_experiments()  # now a store, with no model in it
     with pytest.raises(ModelNotFoundError, match=r"registered model 'tumorseg-classifier'"):
-        load_model_set(f"sqlite:///{store.root}/empty.db")
+        load_model_set(empty)
     assert issubclass(ModelNotFoundError, LookupError)
 
 

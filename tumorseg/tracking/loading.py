@@ -11,6 +11,7 @@ import json
 import logging
 import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import mlflow.artifacts
 import torch
@@ -60,7 +61,7 @@ def load_model_set(
     """
     names = names or ModelNames()
     selector = selector or ModelSelector()
-    uri = resolve_tracking_uri(tracking_uri)
+    uri = existing_store(resolve_tracking_uri(tracking_uri))
     client = registry_client(uri)
     found = {
         role: find_version(client, names.for_role(role), selector, uri) for role in FUSED_ROLES
@@ -88,7 +89,7 @@ def load_model_config(
     Returns the config and the classifier's ``"<name>/<version>"`` label.
     """
     names = names or ModelNames()
-    uri = resolve_tracking_uri(tracking_uri)
+    uri = existing_store(resolve_tracking_uri(tracking_uri))
     client = registry_client(uri)
     mv = find_version(client, names.classifier, selector or ModelSelector(), uri)
     return _config_of(mv, uri), f"{mv.name}/{mv.version}"
@@ -110,7 +111,7 @@ def load_baseline(
     """
     names = names or ModelNames()
     selector = selector or ModelSelector()
-    uri = resolve_tracking_uri(tracking_uri)
+    uri = existing_store(resolve_tracking_uri(tracking_uri))
     client = registry_client(uri)
     name = names.baseline
     try:
@@ -173,6 +174,20 @@ def _exists(client: MlflowClient, name: str) -> bool:
             return False
         raise
     return True
+
+
+def existing_store(uri: str) -> str:
+    """``uri``, unless it names a SQLite file that does not exist: loading from it would
+    create an empty store there and then report every model missing."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(f"{prefix}:memory:"):
+        path = Path(uri[len(prefix) :])
+        if not path.is_file():
+            raise ModelNotFoundError(
+                f"no MLflow store at {path}: pass --tracking-uri (or set MLFLOW_TRACKING_URI) "
+                "to the store the training job registered its models in"
+            )
+    return uri
 
 
 def _check_one_set(found: dict[str, ModelVersion], uri: str) -> None:
