@@ -9,6 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tumorseg.bulk.listing import LISTING_SCHEMA, input_key, list_inputs, listing_table
+from tumorseg.bulk.stages import decode_batch
+from tumorseg.config import ImageLimits
 
 
 def touch(path, data: bytes = b"x") -> None:
@@ -59,11 +61,14 @@ def test_manifest_listing_keeps_given_paths_and_lists_missing_files(tmp_path, su
         pq.write_table(pa.table({"image": paths}), manifest)
     listed = list_inputs(manifest)
     assert [item.source_path for item in listed] == paths
-    assert listed[0].relative_path == "data/one.png"
-    assert listed[1].relative_path == str(outside.resolve()).lstrip("/")
+    assert listed[0].relative_path == "data/one.png" and not listed[0].problem
+    assert "outside the manifest's folder" in listed[1].problem  # refused by default
     assert listed[2].size_bytes == -1  # still an input: it will get an error row
     table = listing_table(listed)
     assert table.schema == LISTING_SCHEMA and table.num_rows == 3
+    allowed = list_inputs(manifest, allow_outside_root=True)[1]
+    assert not allowed.problem
+    assert allowed.relative_path == "_outside_root/" + str(outside.resolve()).lstrip("/")
 
 
 def test_manifest_without_a_path_column_is_refused(tmp_path) -> None:
@@ -76,3 +81,58 @@ def test_manifest_without_a_path_column_is_refused(tmp_path) -> None:
 def test_missing_input_is_a_clear_error(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="no such folder or manifest"):
         list_inputs(tmp_path / "nope")
+
+
+def test_every_entry_that_exists_is_listed_once_with_its_problem(tmp_path) -> None:
+    """Whatever a messy archive holds becomes exactly one entry; the unreadable ones
+    carry the problem the decode stage files as their error row."""
+    root = tmp_path / "archive"
+    touch(root / "good.png")
+    touch(root / "real" / "inside.png")
+    with open(os.path.join(os.fsencode(root), b"latin1-\xe9.png"), "wb") as handle:
+        handle.write(b"x")  # a name that is not UTF-8
+    os.symlink(root / "gone.png", root / "dangling.png")
+    os.symlink(root / "loop-b.png", root / "loop-a.png")
+    os.symlink(root / "loop-a.png", root / "loop-b.png")
+    os.symlink(root / "real", root / "linked-folder")
+    listed = {item.source_path: item for item in list_inputs(root)}
+    assert sorted(listed) == sorted(
+        [
+            "dangling.png",
+            "good.png",
+            "latin1-\\xe9.png",
+            "linked-folder",
+            "loop-a.png",
+            "loop-b.png",
+            "real/inside.png",
+        ]
+    )
+    assert not listed["good.png"].problem and not listed["real/inside.png"].problem
+    assert "not valid UTF-8" in listed["latin1-\\xe9.png"].problem
+    for name in ("dangling.png", "loop-a.png", "loop-b.png"):
+        assert "symbolic link" in listed[name].problem
+    assert "link to a folder" in listed["linked-folder"].problem
+    table = listing_table(list(listed.values()))  # Arrow takes every name
+    decoded = decode_batch(table.to_pandas(), ImageLimits())
+    stages = dict(zip(decoded["source_path"], decoded["stage"], strict=True))
+    assert {stages[name] for name in listed if listed[name].problem} == {"list"}
+
+
+def test_a_manifest_lists_a_file_once_whatever_its_spelling(tmp_path) -> None:
+    touch(tmp_path / "data" / "one.png")
+    manifest = tmp_path / "m.parquet"
+    paths = ["data/one.png", "./data/one.png", str(tmp_path / "data" / "one.png"), "a\0b.png"]
+    pq.write_table(pa.table({"image": paths}), manifest)
+    listed = list_inputs(manifest)
+    assert [item.source_path for item in listed] == ["data/one.png", "a\\0b.png"]
+    assert "NUL" in listed[1].problem
+
+
+def test_an_output_inside_the_input_is_refused(tmp_path) -> None:
+    from tumorseg.bulk import SegmentJobConfig, run_segmentation
+
+    touch(tmp_path / "x.png")
+    config = SegmentJobConfig(input=str(tmp_path), output=str(tmp_path / "segmented"))
+    with pytest.raises(ValueError, match="is inside --input"):
+        run_segmentation(config)
+    assert not (tmp_path / "segmented").exists()

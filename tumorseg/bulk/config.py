@@ -46,6 +46,7 @@ class SegmentJobConfig:
     write_dicom_seg: bool = False  # a DICOM SEG (highdicom) per DICOM input
     limits: ImageLimits = field(default_factory=ImageLimits)
     listing_chunk: int = 2000  # PACS instances listed, filtered and segmented at a time
+    allow_outside_root: bool = False  # a manifest may list files outside its folder
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

@@ -10,6 +10,12 @@ files and folders (``.name``) are skipped, and so are BUSI-style masks
 The key of an input is its path relative to the input root, its size and its
 modification time: a rerun skips every key already in the output, and a file that
 changed since is segmented again (its older row stays, with the older ``mtime_ns``).
+
+Whatever exists is listed, so that it ends as exactly one row: an entry that cannot
+be segmented (a dangling or looping link, an unreadable folder, a name that is not
+UTF-8, a manifest path outside the manifest's folder) is listed with its
+``problem``, which the decode stage files as an error row. A manifest that lists one
+file twice (under two spellings too) lists it once.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ LISTING_SCHEMA = pa.schema(
         ("relative_path", pa.string()),
         ("size_bytes", pa.int64()),
         ("mtime_ns", pa.int64()),
+        ("problem", pa.string()),  # why it cannot be read; empty when it can
     ]
 )
 
@@ -58,6 +65,7 @@ class InputFile:
     size_bytes: int
     mtime_ns: int
     key: str = ""  # the ledger key when the source names one (a PACS: the SOP Instance UID)
+    problem: str = ""  # why it cannot be read (an error row), empty when it can
 
     @property
     def input_key(self) -> str:
@@ -83,11 +91,17 @@ def is_candidate(name: str) -> bool:
     return suffix in IMAGE_SUFFIXES or suffix == ""
 
 
-def list_inputs(source: str | os.PathLike[str]) -> list[InputFile]:
-    """The inputs of a folder tree (recursive, sorted) or of a CSV/Parquet manifest."""
+def list_inputs(
+    source: str | os.PathLike[str], allow_outside_root: bool = False
+) -> list[InputFile]:
+    """The inputs of a folder tree (recursive, sorted) or of a CSV/Parquet manifest.
+
+    A manifest's paths outside its own folder are refused (an error row each) unless
+    ``allow_outside_root``.
+    """
     path = Path(source)
     if path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
-        return _manifest_inputs(path)
+        return _manifest_inputs(path, allow_outside_root)
     if not path.is_dir():
         raise FileNotFoundError(f"--input {source}: no such folder or manifest (.csv/.parquet)")
     return _folder_inputs(path)
@@ -104,24 +118,53 @@ def listing_table(inputs: list[InputFile]) -> pa.Table:
         columns["relative_path"].append(item.relative_path)
         columns["size_bytes"].append(item.size_bytes)
         columns["mtime_ns"].append(item.mtime_ns)
+        columns["problem"].append(item.problem)
     return pa.table(columns, schema=LISTING_SCHEMA)
 
 
 def _folder_inputs(root: Path) -> list[InputFile]:
     root = root.resolve()
     found: list[InputFile] = []
-    for dirpath, dirnames, filenames in os.walk(root):
+
+    def unreadable(error: OSError) -> None:  # os.walk skips such a folder; say so
+        relative = _printable(Path(error.filename).relative_to(root).as_posix())
+        found.append(_problem(relative, f"unreadable folder ({error.strerror})"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        # A link to a folder is not walked (no loops), so it is listed as what it is.
+        filenames = [*filenames, *(d for d in dirnames if os.path.islink(os.path.join(dirpath, d)))]
         present = set(filenames)
         for filename in sorted(filenames):
             if not is_candidate(filename) or _is_mask_of_present_image(filename, present):
                 continue
             absolute = os.path.join(dirpath, filename)
             relative = Path(absolute).relative_to(root).as_posix()
-            item = _stat_input(absolute, source_path=relative, relative_path=relative)
-            if item is not None:
-                found.append(item)
+            found.append(_folder_entry(absolute, relative))
     return found
+
+
+def _folder_entry(absolute: str, relative: str) -> InputFile:
+    printable = _printable(relative)
+    if printable != relative:
+        return _problem(printable, "file name is not valid UTF-8; rename it to segment it")
+    item = _stat_input(absolute, source_path=relative, relative_path=relative)
+    if item is not None and not os.path.isdir(absolute):
+        return item
+    if os.path.isdir(absolute):
+        return _problem(relative, "a link to a folder (folders behind links are not walked)")
+    if os.path.islink(absolute):
+        return _problem(relative, "dangling or looping symbolic link")
+    return _problem(relative, "vanished while listed")
+
+
+def _printable(text: str) -> str:
+    """``text`` with the bytes of a non-UTF-8 name shown as ``\\xNN`` (as Arrow needs)."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _problem(relative: str, problem: str, source_path: str | None = None) -> InputFile:
+    return InputFile(source_path or relative, "", relative, -1, -1, problem=problem)
 
 
 def _is_mask_of_present_image(filename: str, present: set[str]) -> bool:
@@ -130,15 +173,31 @@ def _is_mask_of_present_image(filename: str, present: set[str]) -> bool:
     return stem is not None and f"{stem}{suffix}" in present
 
 
-def _manifest_inputs(manifest: Path) -> list[InputFile]:
+def _manifest_inputs(manifest: Path, allow_outside_root: bool) -> list[InputFile]:
     base = manifest.resolve().parent
-    found = []
+    found, seen = [], set()
     for given in _manifest_paths(manifest):
+        if "\0" in given:
+            found.append(_problem(given.replace("\0", "\\0"), "a NUL byte in the path"))
+            continue
         absolute = resolve_manifest_path(given, base)
         try:
-            relative = absolute.resolve().relative_to(base).as_posix()
-        except ValueError:  # outside the manifest's folder: keep the whole path
-            relative = absolute.resolve().as_posix().lstrip("/")
+            resolved = absolute.resolve()
+        except (OSError, RuntimeError) as error:  # a link loop
+            found.append(_problem(given, f"unresolvable path ({error})"))
+            continue
+        if resolved in seen:  # the same file listed again, perhaps spelled otherwise
+            continue
+        seen.add(resolved)
+        try:
+            relative = resolved.relative_to(base).as_posix()
+        except ValueError:  # outside the manifest's folder: under _outside_root/<its path>
+            if not allow_outside_root:
+                found.append(
+                    _problem(given, "outside the manifest's folder (--allow-outside-root)")
+                )
+                continue
+            relative = f"_outside_root/{resolved.as_posix().lstrip('/')}"
         item = _stat_input(str(absolute), source_path=given, relative_path=relative)
         # A listed file that is missing is still an input: it gets an error row.
         found.append(item or InputFile(given, str(absolute), relative, -1, -1))

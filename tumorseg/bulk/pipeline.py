@@ -153,6 +153,7 @@ def run_segmentation(config: SegmentJobConfig) -> SegmentSummary:
     """
     start = time.perf_counter()
     output = Path(config.output)
+    _refuse_output_inside_input(config)
     output.mkdir(parents=True, exist_ok=True)
     config = _resolved(config)
     models, segmenter_config = _load_models(config)
@@ -188,10 +189,21 @@ def run_segmentation(config: SegmentJobConfig) -> SegmentSummary:
     return summary
 
 
+def _refuse_output_inside_input(config: SegmentJobConfig) -> None:
+    """A folder input's next run would list its own output as inputs."""
+    if config.dicomweb is not None or not Path(config.input).is_dir():
+        return
+    source, output = Path(config.input).resolve(), Path(config.output).resolve()
+    if output == source or source in output.parents:
+        raise ValueError(
+            f"--output {config.output} is inside --input {config.input}: put it elsewhere"
+        )
+
+
 def _listing_chunks(config: SegmentJobConfig) -> Iterator[list[InputFile]]:
     query = config.dicomweb
     if query is None:
-        yield list_inputs(config.input)
+        yield list_inputs(config.input, allow_outside_root=config.allow_outside_root)
         return
     instances = iter_instances(connect(query), query)
     while chunk := list(itertools.islice(instances, config.listing_chunk)):

@@ -53,6 +53,7 @@ from tumorseg.bulk.ledger import (
 )
 from tumorseg.bulk.listing import LISTING_SCHEMA
 from tumorseg.config import ImageLimits, SegmenterConfig
+from tumorseg.errors import InvalidImageError
 from tumorseg.inference.result import versions_of_record
 from tumorseg.io.dicom import is_dicom_file
 from tumorseg.io.encode import png_bytes
@@ -126,6 +127,9 @@ def decode_batch(
     rows = _rows(batch)
     for row in rows:
         start = time.perf_counter()
+        if row["problem"]:  # listed, but not readable as it stands
+            _fail(row, "list", InvalidImageError(row["source_path"], row["problem"]))
+            continue
         source: str | bytes = row["absolute_path"]
         if dicomweb is not None and is_dicomweb(source):
             try:

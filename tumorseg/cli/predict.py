@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     from tumorseg.bulk.ledger import MASKS_DIR, output_path, write_atomic
     from tumorseg.bulk.listing import list_inputs
-    from tumorseg.errors import ModelArtifactError
+    from tumorseg.errors import InvalidImageError, ModelArtifactError
     from tumorseg.inference import Segmenter
     from tumorseg.io import load_image, png_bytes
 
@@ -60,6 +60,13 @@ def main(argv: list[str] | None = None) -> int:
         batch = inputs[begin : begin + args.batch_size]
         images, loaded = [], []
         for item in batch:
+            if item.problem:  # listed, but not readable as it stands
+                rows.append(
+                    _error_row(
+                        item.relative_path, InvalidImageError(item.source_path, item.problem)
+                    )
+                )
+                continue
             try:
                 images.append(load_image(item.absolute_path, limits=segmenter.config.limits))
                 loaded.append(item)

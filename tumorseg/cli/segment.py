@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from tumorseg.bulk import SegmentJobConfig, run_segmentation
-from tumorseg.bulk.dicomweb import DicomWebQuery
+from tumorseg.bulk.dicomweb import DicomWebQuery, PacsError
 from tumorseg.cli import HelpFormatter
 from tumorseg.config import ImageLimits
 from tumorseg.runtime import init_ray, log_progress
@@ -37,6 +37,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--store-seg", action="store_true", help="store each DICOM SEG in the PACS (STOW-RS)"
     )
     parser.add_argument("--output", required=True, help="folder for masks/, results/, errors/")
+    parser.add_argument(
+        "--allow-outside-root",
+        action="store_true",
+        help="segment a manifest's files outside its folder (outputs under _outside_root/)",
+    )
     parser.add_argument(
         "--model-folder", help="a model folder (tumorseg export) instead of the registry"
     )
@@ -111,8 +116,12 @@ def main(argv: list[str] | None = None) -> int:
         write_overlays=args.overlays,
         write_dicom_seg=args.dicom_seg,
         limits=ImageLimits(max_pixels=args.max_pixels),
+        allow_outside_root=args.allow_outside_root,
     )
     init_ray(args.address)
-    summary = run_segmentation(config)
+    try:
+        summary = run_segmentation(config)
+    except (ValueError, FileNotFoundError, LookupError, PacsError) as error:  # said clearly
+        raise SystemExit(f"tumorseg segment: error: {error}") from None
     print(summary.describe())
     return 1 if summary.errors and not summary.segmented else 0  # every input failed
