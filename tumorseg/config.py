@@ -21,6 +21,10 @@ class ImageLimits:
 
     max_pixels: int = 64_000_000
     max_bytes: int = 512 * 1024 * 1024
+    # What decoding may allocate (pixels × channels × bytes per sample): 16-bit RGBA
+    # takes 8 bytes a pixel where the pixel limit alone would allow it.
+    max_decoded_bytes: int = 512 * 1024 * 1024
+    max_side: int = 65_535  # the largest width or height (JPEG's; encoders fail beyond)
 
 
 @dataclass(frozen=True)

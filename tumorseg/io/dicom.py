@@ -34,8 +34,8 @@ from pydicom.uid import (
 )
 
 from tumorseg.config import ImageLimits
-from tumorseg.errors import ImageTooLargeError, InvalidImageError
-from tumorseg.io.headers import is_dicom, sniff_format
+from tumorseg.errors import InvalidImageError
+from tumorseg.io.headers import check_size, is_dicom, sniff_format
 from tumorseg.preprocessing.grayscale import to_gray, to_uint8
 
 _PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -134,13 +134,16 @@ def _check_pixels(ds: Dataset, source: str, limits: ImageLimits) -> None:
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     if rows <= 0 or cols <= 0:
         raise InvalidImageError(source, "DICOM file gives no image size (Rows/Columns)")
-    pixels = rows * cols * frame_count(ds)
-    if pixels > limits.max_pixels:
-        raise ImageTooLargeError(
-            source,
-            f"DICOM image is too large: {cols}x{rows}x{frame_count(ds)} frames = {pixels} "
-            f"pixels, the limit is {limits.max_pixels}",
-        )
+    check_size(source, cols, rows, _bytes_per_pixel(ds), frame_count(ds), limits)
+
+
+def _bytes_per_pixel(ds: Dataset) -> int:
+    """What a decoded pixel takes: samples (a palette expands to RGB) × stored bytes."""
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if str(ds.get("PhotometricInterpretation", "")).strip().upper() == "PALETTE COLOR":
+        samples = 3
+    bits = int(ds.get("BitsAllocated", 8) or 8)
+    return max(samples, 1) * max((bits + 7) // 8, 1)
 
 
 def _decoded_pixels(ds: Dataset, source: str) -> np.ndarray:

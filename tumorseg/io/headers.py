@@ -13,7 +13,8 @@ from __future__ import annotations
 import struct
 import zlib
 
-from tumorseg.errors import InvalidImageError
+from tumorseg.config import ImageLimits
+from tumorseg.errors import ImageTooLargeError, InvalidImageError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _DICOM_MAGIC_OFFSET = 128
@@ -87,13 +88,60 @@ def raster_size(data: bytes, fmt: str, source: str) -> tuple[int, int]:
     Raises :class:`InvalidImageError` when the file is truncated or its header is
     malformed.
     """
+    width, height, _ = raster_header(data, fmt, source)
+    return width, height
+
+
+def raster_header(data: bytes, fmt: str, source: str) -> tuple[int, int, int]:
+    """``(width, height, bytes per decoded pixel)``: :func:`raster_size` plus what the
+    decoder will allocate per pixel (channels × bytes per sample as OpenCV returns
+    them; TIFF, whose sample layout is not read, counts the worst case, 16-bit RGBA)."""
     readers = {"png": _png_size, "jpeg": _jpeg_size, "bmp": _bmp_size, "tiff": _tiff_size}
     width, height = readers[fmt](memoryview(data), source)
     if width <= 0 or height <= 0:
         raise InvalidImageError(
             source, f"{fmt.upper()} header gives an empty size {width}x{height}"
         )
-    return width, height
+    return width, height, _bytes_per_pixel(memoryview(data), fmt)
+
+
+# PNG colour type → channels OpenCV decodes it to (palettes expand to BGR, gray+alpha to BGRA).
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 4, 6: 4}
+
+
+def _bytes_per_pixel(data: memoryview, fmt: str) -> int:
+    if fmt == "png":  # IHDR, the first chunk (checked by _png_size): depth, colour type
+        depth, colour = data[24], data[25]
+        return _PNG_CHANNELS.get(colour, 4) * (2 if depth == 16 else 1)
+    if fmt == "jpeg":
+        precision, components = _jpeg_frame(data)
+        return components * (2 if precision > 8 else 1)
+    if fmt == "bmp":
+        return 4 if _bmp_bits(data) == 32 else 3
+    return 8
+
+
+def _jpeg_frame(data: memoryview) -> tuple[int, int]:
+    """Sample precision and component count of the (already walked) first SOF segment."""
+    pos = 2
+    while pos + 4 <= len(data):
+        while pos < len(data) and data[pos] == 0xFF:
+            pos += 1
+        marker, pos = data[pos], pos + 1
+        if marker in _JPEG_STANDALONE:
+            continue
+        (length,) = struct.unpack_from(">H", data, pos)
+        if marker in _JPEG_SOF:
+            return data[pos + 2], data[pos + 7]
+        pos += length
+    return 16, 4  # not found (the walk would have refused the file): the worst case
+
+
+def _bmp_bits(data: memoryview) -> int:
+    (dib_size,) = struct.unpack_from("<I", data, 14)
+    offset = 24 if dib_size == 12 else 28
+    (bits,) = struct.unpack_from("<H", data, offset)
+    return bits
 
 
 def _truncated(source: str, fmt: str, what: str) -> InvalidImageError:
@@ -242,3 +290,27 @@ def _tiff_values(
     if pos + nbytes > len(data):
         raise _truncated(source, "TIFF", "a tag's values run past the end of the file")
     return struct.unpack_from(f"{order}{n}{code}", data, pos)
+
+
+def check_size(
+    label: str, width: int, height: int, bytes_per_pixel: int, frames: int, limits: ImageLimits
+) -> None:
+    """Refuse, before decoding, what the limits do not allow: pixels, side, bytes."""
+    pixels = width * height * frames
+    shape = f"{width}x{height}" + (f"x{frames} frames" if frames > 1 else "")
+    if pixels > limits.max_pixels:
+        raise ImageTooLargeError(
+            label,
+            f"image is too large: {shape} = {pixels} pixels, the limit is {limits.max_pixels}",
+        )
+    if max(width, height) > limits.max_side:
+        raise ImageTooLargeError(
+            label, f"image is too large: {shape}, the limit is {limits.max_side} pixels a side"
+        )
+    decoded = pixels * bytes_per_pixel
+    if decoded > limits.max_decoded_bytes:
+        raise ImageTooLargeError(
+            label,
+            f"image is too large: {shape} at {bytes_per_pixel} bytes a pixel decodes to "
+            f"{decoded} bytes, the limit is {limits.max_decoded_bytes}",
+        )

@@ -33,7 +33,7 @@ import numpy as np
 from tumorseg.config import ImageLimits
 from tumorseg.errors import ImageTooLargeError, InvalidImageError
 from tumorseg.io.dicom import DICOM_SUFFIXES, decode_dicom
-from tumorseg.io.headers import raster_size, sniff_format
+from tumorseg.io.headers import check_size, raster_header, sniff_format
 from tumorseg.preprocessing.grayscale import to_gray, to_uint8
 
 ImageSource = str | os.PathLike[str] | bytes | bytearray | memoryview
@@ -174,13 +174,8 @@ def _decode_raster(data: bytes, fmt: str | None, label: str, limits: ImageLimits
         raise InvalidImageError(
             label, "not a recognised image format (expected PNG, JPEG, BMP, TIFF or DICOM)"
         )
-    width, height = raster_size(data, fmt, label)
-    if width * height > limits.max_pixels:
-        raise ImageTooLargeError(
-            label,
-            f"image is too large: {width}x{height} = {width * height} pixels, "
-            f"the limit is {limits.max_pixels}",
-        )
+    width, height, bytes_per_pixel = raster_header(data, fmt, label)
+    check_size(label, width, height, bytes_per_pixel, 1, limits)
     pixels = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if pixels is None or pixels.size == 0:
         raise InvalidImageError(label, f"corrupt {fmt.upper()} data: the decoder rejected it")

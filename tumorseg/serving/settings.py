@@ -74,7 +74,13 @@ class ServeSettings:
 
     @property
     def limits(self) -> ImageLimits:
-        return ImageLimits(max_pixels=self.max_pixels, max_bytes=self.max_bytes)
+        """A request's image may decode to 4 bytes a pixel of ``max_pixels`` at most
+        (8-bit RGBA), whatever its format's depth: requests run side by side."""
+        return ImageLimits(
+            max_pixels=self.max_pixels,
+            max_bytes=self.max_bytes,
+            max_decoded_bytes=4 * self.max_pixels,
+        )
 
     @classmethod
     def from_args(cls, args: dict[str, Any] | None = None) -> ServeSettings:

@@ -1,0 +1,61 @@
+"""Decoding stays within a budget of bytes and sides, not of pixels alone, checked
+from the headers before any pixel is decoded."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from tumorseg.config import ImageLimits
+from tumorseg.errors import ImageTooLargeError
+from tumorseg.io import load_image
+from tumorseg.io.dicom import dicom_bytes
+from tumorseg.io.headers import raster_header
+
+
+def encoded(suffix: str, pixels: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(suffix, pixels)
+    assert ok
+    return data.tobytes()
+
+
+@pytest.mark.parametrize(
+    ("suffix", "pixels", "per_pixel"),
+    [
+        (".png", np.zeros((20, 30), np.uint8), 1),
+        (".png", np.zeros((20, 30, 4), np.uint16), 8),
+        (".png", np.zeros((20, 30, 3), np.uint8), 3),
+        (".jpg", np.zeros((20, 30), np.uint8), 1),
+        (".jpg", np.zeros((20, 30, 3), np.uint8), 3),
+        (".bmp", np.zeros((20, 30, 3), np.uint8), 3),
+        (".tiff", np.zeros((20, 30), np.uint8), 8),  # not read: the worst case
+    ],
+)
+def test_headers_tell_what_a_pixel_decodes_to(suffix, pixels, per_pixel) -> None:
+    fmt = {".jpg": "jpeg"}.get(suffix, suffix[1:])
+    assert raster_header(encoded(suffix, pixels), fmt, "x") == (30, 20, per_pixel)
+
+
+def test_a_deep_png_within_the_pixel_limit_is_refused_by_its_bytes() -> None:
+    deep = encoded(".png", np.zeros((100, 100, 4), np.uint16))  # 80 000 bytes decoded
+    limits = ImageLimits(max_pixels=10_000, max_decoded_bytes=50_000)
+    with pytest.raises(ImageTooLargeError, match="8 bytes a pixel decodes to 80000 bytes"):
+        load_image(deep, limits=limits)
+    assert load_image(encoded(".png", np.zeros((100, 100), np.uint8)), limits=limits).shape == (
+        100,
+        100,
+    )
+
+
+def test_a_side_beyond_the_limit_is_refused_before_decoding() -> None:
+    strip = encoded(".png", np.zeros((1, 70_000), np.uint8))
+    with pytest.raises(ImageTooLargeError, match="65535 pixels a side"):
+        load_image(strip)
+
+
+def test_dicom_counts_its_stored_bytes_and_frames() -> None:
+    frames = [np.zeros((50, 40), np.uint16)] * 3  # 3 × 2 000 pixels × 2 bytes
+    limits = ImageLimits(max_decoded_bytes=11_000)
+    with pytest.raises(ImageTooLargeError, match="40x50x3 frames at 2 bytes a pixel"):
+        load_image(dicom_bytes(frames), limits=limits)
