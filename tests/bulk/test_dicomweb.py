@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import io
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -30,6 +33,7 @@ from tumorseg.config import ImageLimits
 from tumorseg.io.dicom import dicom_bytes
 
 MAX_PIXELS = 600_000
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -45,26 +49,32 @@ def credentials(monkeypatch):
     monkeypatch.setenv(ENV_PASSWORD, PASSWORD)
 
 
-@pytest.fixture(scope="module")
-def study(pacs, busi_root, tmp_path_factory) -> dict[str, Path]:
-    """Four real BUSI images as ultrasound DICOM in one study and two series, uploaded to
-    the PACS and written to a folder too: ``{SOP Instance UID: the file}``."""
-    folder = tmp_path_factory.mktemp("study")
-    paths = [sorted((busi_root / label).glob("* (1*).png"))[0] for label in ("benign", "normal")]
-    paths += [sorted((busi_root / "malignant").glob("* (2*).png"))[i] for i in (0, 1)]
-    study_uid, series_uids = generate_uid(), (generate_uid(), generate_uid())
+def upload_study(pacs, paths: list[Path], folder: Path, series_size: int) -> dict[str, Path]:
+    """Real BUSI images as ultrasound DICOM in one new study, ``series_size`` to a
+    series, uploaded to the PACS and written to ``folder``: ``{SOP Instance UID: file}``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    study_uid, series_uid = generate_uid(), ""
     files = {}
-    for number, path in enumerate(paths, start=1):
+    for number, path in enumerate(paths):
+        if number % series_size == 0:
+            series_uid = generate_uid()
         gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
         dataset = pydicom.dcmread(io.BytesIO(dicom_bytes(gray)))
-        dataset.StudyInstanceUID = study_uid
-        dataset.SeriesInstanceUID = series_uids[0 if number <= 3 else 1]
-        dataset.InstanceNumber = number
+        dataset.StudyInstanceUID, dataset.SeriesInstanceUID = study_uid, series_uid
+        dataset.InstanceNumber = number % series_size + 1
         target = folder / f"{dataset.SOPInstanceUID}.dcm"
         dataset.save_as(target, enforce_file_format=True)
         pacs.rest("/instances", "POST", target.read_bytes())
         files[str(dataset.SOPInstanceUID)] = target
     return files
+
+
+@pytest.fixture(scope="module")
+def study(pacs, busi_root, tmp_path_factory) -> dict[str, Path]:
+    """Four real BUSI images in one study and two series (three and one)."""
+    paths = [sorted((busi_root / label).glob("* (1*).png"))[0] for label in ("benign", "normal")]
+    paths += [sorted((busi_root / "malignant").glob("* (2*).png"))[i] for i in (0, 1)]
+    return upload_study(pacs, paths, tmp_path_factory.mktemp("study"), series_size=3)
 
 
 def job(output: Path, store: str, source, **overrides) -> SegmentJobConfig:
@@ -142,11 +152,6 @@ def test_pacs_job_stores_one_seg_per_instance_exactly_once(
     assert folder_run.segmented == 4
     expected = masks_by_sop(folder_output)
     assert set(expected) == set(study)
-    # What a PACS job killed after storing two SEGs, before committing their results,
-    # leaves behind: the PACS holds them, the ledger does not (SEG UIDs depend only on
-    # the source and the models, so the folder run's SEGs are those SEGs).
-    for seg_file in sorted((folder_output / "dicom_seg").glob("*.seg.dcm"))[:2]:
-        pacs.rest("/instances", "POST", seg_file.read_bytes())
 
     query = DicomWebQuery(pacs.dicomweb_url, store_seg=True)
     output = tmp_path / "pacs"
@@ -158,10 +163,10 @@ def test_pacs_job_stores_one_seg_per_instance_exactly_once(
         pacs.refuse_stores(False)
     assert (refused.segmented, refused.errors) == (0, 4)
     assert {row["stage"] for row in read_table(output, ERRORS_DIR).to_pylist()} == {"store"}
-    assert len(pacs_segs(pacs)) == 2
+    assert pacs_segs(pacs) == []
 
-    # The rerun retries them all: one SEG per source in the PACS, none twice, one SEG
-    # series per source series, masks equal to the folder run's in the SEGs as in masks/.
+    # The rerun retries them all: one SEG per source in the PACS, one SEG series per
+    # source series, masks equal to the folder run's in the SEGs as in masks/.
     summary = run_segmentation(job(output, champion_store, query))
     assert (summary.inputs, summary.segmented, summary.errors) == (4, 4, 0)
     segs = pacs_segs(pacs)
@@ -183,3 +188,42 @@ def test_pacs_job_stores_one_seg_per_instance_exactly_once(
 
     again = run_segmentation(job(output, champion_store, query))
     assert (again.already_done, again.segmented) == (4, 0)
+
+
+def test_a_pacs_job_killed_midway_and_rerun_stores_one_seg_per_instance(
+    ray_session, champion_store, pacs, busi_root, credentials, tmp_path
+):
+    """``jobs/segment.py`` against the PACS, SIGKILLed after its first committed batch
+    (later batches may have stored SEGs without committing), then run again."""
+    paths = sorted((busi_root / "benign").glob("* (3*).png"))[:16]
+    sources = upload_study(pacs, paths, tmp_path / "study", series_size=8)
+    study_uid = str(pydicom.dcmread(next(iter(sources.values()))).StudyInstanceUID)
+    output = tmp_path / "out"
+    command = [
+        sys.executable, str(REPO_ROOT / "jobs" / "segment.py"),
+        "--dicomweb", pacs.dicomweb_url, "--study", study_uid, "--store-seg",
+        "--output", str(output), "--tracking-uri", champion_store, "--batch-size", "2",
+        "--max-pixels", str(MAX_PIXELS),
+        "--address", ray_session.get_runtime_context().gcs_address,
+    ]  # fmt: skip
+    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and driver.poll() is None:
+        if any((output / RESULTS_DIR).glob("part-*.parquet")):
+            break
+        time.sleep(0.05)
+    assert driver.poll() is None, "the driver ended before any batch was committed"
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(timeout=30)
+    done_at_kill = read_table(output, RESULTS_DIR).num_rows
+    assert 0 < done_at_kill < len(sources), "the kill must land mid-run"
+
+    query = DicomWebQuery(pacs.dicomweb_url, study_uids=(study_uid,), store_seg=True)
+    rerun = run_segmentation(job(output, champion_store, query))
+    assert rerun.already_done == done_at_kill and rerun.errors == 0
+    rows = Counter(
+        Path(r["relative_path"]).stem for r in read_table(output, RESULTS_DIR).to_pylist()
+    )
+    assert rows == Counter(dict.fromkeys(sources, 1))
+    stored = Counter(referenced_source(seg) for seg in pacs_segs(pacs))
+    assert {sop: stored[sop] for sop in sources} == dict.fromkeys(sources, 1)
