@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tumorseg.config import ImageLimits
-from tumorseg.errors import ImageTooLargeError
+from tumorseg.errors import ImageTooLargeError, InvalidImageError
 from tumorseg.io import load_image
 from tumorseg.io.dicom import dicom_bytes
 from tumorseg.io.headers import raster_header
@@ -59,3 +59,30 @@ def test_dicom_counts_its_stored_bytes_and_frames() -> None:
     limits = ImageLimits(max_decoded_bytes=11_000)
     with pytest.raises(ImageTooLargeError, match="40x50x3 frames at 2 bytes a pixel"):
         load_image(dicom_bytes(frames), limits=limits)
+
+
+def jpeg_dicom(jpeg: bytes, rows: int, columns: int) -> bytes:
+    """A JPEG Baseline DICOM whose one frame is ``jpeg``, declaring ``rows`` × ``columns``."""
+    import io
+
+    import pydicom
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    dataset = pydicom.dcmread(io.BytesIO(dicom_bytes(np.zeros((rows, columns), np.uint8))))
+    dataset.PixelData = encapsulate([jpeg])
+    dataset["PixelData"].VR = "OB"
+    dataset.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    dataset.PhotometricInterpretation = "MONOCHROME2"
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def test_a_jpeg_frame_larger_than_the_dicom_declares_is_refused_undecoded() -> None:
+    bomb = jpeg_dicom(encoded(".jpg", np.zeros((4000, 4000), np.uint8)), rows=8, columns=8)
+    with pytest.raises(InvalidImageError, match="4000x4000 JPEG but the file declares 8x8"):
+        load_image(bomb, limits=ImageLimits(max_pixels=100))
+    honest = np.full((16, 24), 120, np.uint8)
+    decoded = load_image(jpeg_dicom(encoded(".jpg", honest), rows=16, columns=24))
+    assert decoded.shape == (16, 24) and abs(int(decoded.mean()) - 120) <= 2

@@ -35,7 +35,7 @@ from pydicom.uid import (
 
 from tumorseg.config import ImageLimits
 from tumorseg.errors import InvalidImageError
-from tumorseg.io.headers import check_size, is_dicom, sniff_format
+from tumorseg.io.headers import check_size, is_dicom, raster_size, sniff_format
 from tumorseg.preprocessing.grayscale import to_gray, to_uint8
 
 _PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -135,6 +135,45 @@ def _check_pixels(ds: Dataset, source: str, limits: ImageLimits) -> None:
     if rows <= 0 or cols <= 0:
         raise InvalidImageError(source, "DICOM file gives no image size (Rows/Columns)")
     check_size(source, cols, rows, _bytes_per_pixel(ds), frame_count(ds), limits)
+    _check_jpeg_frames(ds, rows, cols, source)
+
+
+#: JPEG (ISO 10918) transfer syntaxes: each frame is a JPEG whose SOF gives its size.
+_JPEG_SYNTAXES = frozenset(
+    {
+        "1.2.840.10008.1.2.4.50",
+        "1.2.840.10008.1.2.4.51",
+        "1.2.840.10008.1.2.4.57",
+        "1.2.840.10008.1.2.4.70",
+    }
+)
+
+
+def _check_jpeg_frames(ds: Dataset, rows: int, cols: int, source: str) -> None:
+    """An encapsulated JPEG frame decodes at its own size, whatever Rows × Columns say:
+    refuse a frame whose header disagrees, before any is decoded. (Other compressed
+    syntaxes are left to their decoders, whose output size is checked after.)"""
+    syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", ""))
+    if syntax not in _JPEG_SYNTAXES or "PixelData" not in ds:
+        return
+    from pydicom.encaps import generate_frames
+
+    try:
+        frames = generate_frames(ds.PixelData, number_of_frames=frame_count(ds))
+        for index, frame in enumerate(frames):
+            width, height = raster_size(frame, "jpeg", source)
+            if (height, width) != (rows, cols):
+                raise InvalidImageError(
+                    source,
+                    f"DICOM frame {index} is a {width}x{height} JPEG but the file declares "
+                    f"{cols}x{rows}",
+                )
+    except InvalidImageError:
+        raise
+    except Exception as exc:  # fragments pydicom cannot split into frames
+        raise InvalidImageError(
+            source, f"corrupt encapsulated pixel data ({_describe(exc)})"
+        ) from exc
 
 
 def _bytes_per_pixel(ds: Dataset) -> int:
