@@ -86,3 +86,26 @@ def test_a_jpeg_frame_larger_than_the_dicom_declares_is_refused_undecoded() -> N
     honest = np.full((16, 24), 120, np.uint8)
     decoded = load_image(jpeg_dicom(encoded(".jpg", honest), rows=16, columns=24))
     assert decoded.shape == (16, 24) and abs(int(decoded.mean()) - 120) <= 2
+
+
+def deflated_dicom(pixels: np.ndarray) -> bytes:
+    import io
+
+    import pydicom
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    dataset = pydicom.dcmread(io.BytesIO(dicom_bytes(pixels)))
+    dataset.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def test_a_deflated_dicom_is_inflated_within_its_budget_or_refused() -> None:
+    bomb = deflated_dicom(np.zeros((2000, 2000), np.uint8))  # 4 MB in a few KB
+    assert len(bomb) < 50_000
+    limits = ImageLimits(max_bytes=500_000, max_decoded_bytes=1_000_000)
+    with pytest.raises(ImageTooLargeError, match="inflates beyond 1500000 bytes"):
+        load_image(bomb, limits=limits)
+    small = np.arange(40 * 30, dtype=np.uint8).reshape(40, 30)
+    np.testing.assert_array_equal(load_image(deflated_dicom(small), limits=limits), small)

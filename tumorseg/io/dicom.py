@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import os
+import struct
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,7 +36,7 @@ from pydicom.uid import (
 )
 
 from tumorseg.config import ImageLimits
-from tumorseg.errors import InvalidImageError
+from tumorseg.errors import ImageTooLargeError, InvalidImageError
 from tumorseg.io.headers import check_size, is_dicom, raster_size, sniff_format
 from tumorseg.preprocessing.grayscale import to_gray, to_uint8
 
@@ -71,6 +73,62 @@ def read_dataset(data: bytes, source: str, *, force: bool = False) -> Dataset:
         raise InvalidImageError(source, f"unreadable DICOM ({_describe(exc)})") from exc
     _ensure_transfer_syntax(ds)
     return ds
+
+
+_DEFLATED = b"1.2.840.10008.1.2.1.99"
+_LONG_LENGTH_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN",
+                              b"UR", b"UT"})  # fmt: skip
+
+
+def check_inflation(data: bytes, source: str, limit: int) -> None:
+    """A Deflated Explicit VR Little Endian file is inflated whole by the reader, before
+    any size can be checked (50 KB can hold gigabytes): inflate it here first, at most
+    ``limit`` bytes, and refuse it beyond."""
+    body = _deflated_body(data)
+    if body is None:
+        return
+    inflater, pending, total = zlib.decompressobj(-zlib.MAX_WBITS), body, 0
+    try:
+        while pending:  # a megabyte at a time, counted and dropped
+            out = inflater.decompress(pending, 1 << 20)
+            total += len(out)
+            if total > limit:
+                raise ImageTooLargeError(
+                    source, f"deflated DICOM inflates beyond {limit} bytes, its limit"
+                )
+            if not out and pending == inflater.unconsumed_tail:
+                break
+            pending = inflater.unconsumed_tail
+    except zlib.error as exc:
+        raise InvalidImageError(source, f"corrupt deflated DICOM ({exc})") from exc
+
+
+def _deflated_body(data: bytes) -> bytes | None:
+    """The deflated dataset after the file meta, or ``None`` for any other encoding.
+
+    Reads the meta group by hand (explicit VR little endian, PS3.10 7.1): the reader
+    would inflate before returning it.
+    """
+    if not is_dicom(data):
+        return None
+    pos = 132
+    try:
+        group_length = struct.unpack_from("<I", data, pos + 8)[0]
+        end, pos = pos + 12 + group_length, pos + 12
+        while pos + 8 <= min(end, len(data)):
+            group, element = struct.unpack_from("<HH", data, pos)
+            vr = bytes(data[pos + 4 : pos + 6])
+            if vr in _LONG_LENGTH_VRS:
+                length, header = struct.unpack_from("<I", data, pos + 8)[0], 12
+            else:
+                length, header = struct.unpack_from("<H", data, pos + 6)[0], 8
+            if (group, element) == (0x0002, 0x0010):
+                syntax = bytes(data[pos + header : pos + header + length]).rstrip(b"\0 ")
+                return bytes(data[end:]) if syntax == _DEFLATED else None
+            pos += header + length
+    except struct.error:
+        return None  # a damaged meta group: the reader will say so
+    return None
 
 
 def _ensure_transfer_syntax(ds: Dataset) -> None:
@@ -111,6 +169,7 @@ def decode_dicom(
     scale for the whole cine loop, so frames stay comparable). MONOCHROME1 is
     inverted so that bright always means echogenic.
     """
+    check_inflation(data, source, limits.max_decoded_bytes + limits.max_bytes)
     ds = read_dataset(data, source, force=force)
     _check_pixels(ds, source, limits)
     frames = _decoded_pixels(ds, source)
