@@ -199,7 +199,16 @@ def test_error_table_case_by_case_and_the_service_survives(service, busi_png) ->
 
 
 def test_health_models_and_docs(service) -> None:
-    assert requests.get(f"{service}/v1/health", timeout=30).json() == {"status": "ok"}
+    health = requests.get(f"{service}/v1/health", timeout=30)
+    assert health.status_code == 200 and health.json() == {
+        "status": "ok",
+        "deployments": {
+            "classifier": "tumorseg-classifier/1",
+            "binarizer": "binarizer otsu",
+            "graynet": "tumorseg-graynet/1",
+            "fcn": "tumorseg-fcn/1",
+        },
+    }
     models = requests.get(f"{service}/v1/models", timeout=30).json()
     assert models == {
         "Classifier": "tumorseg-classifier/1",

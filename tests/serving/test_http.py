@@ -111,3 +111,20 @@ def test_an_empty_token_variable_is_refused_not_an_open_api(monkeypatch) -> None
         ServeSettings.from_args({})
     monkeypatch.delenv("TUMORSEG_API_TOKEN")
     assert ServeSettings.from_args({}).api_token is None  # unset: local use, open
+
+
+def test_only_passing_failures_are_a_503_to_retry() -> None:
+    from ray.exceptions import ActorDiedError, RayTaskError
+    from ray.serve.exceptions import BackPressureError
+
+    from tumorseg.errors import InvalidImageError
+    from tumorseg.serving.http import failure_response
+
+    assert failure_response(BackPressureError(num_queued_requests=9, max_queued_requests=8))[
+        ::2
+    ] == (503, True)
+    assert failure_response(ActorDiedError())[::2] == (503, True)
+    status, detail, retry = failure_response(RayTaskError("segment", "tb", ValueError("boom")))
+    assert (status, retry) == (500, False) and detail == "segmentation failed: ValueError: boom"
+    bad = RayTaskError("segment", "tb", InvalidImageError("x.dcm", "no frames"))
+    assert failure_response(bad)[:2] == (400, "x.dcm: no frames")

@@ -56,6 +56,18 @@ class _Reconfigurable:
     def _load(self, choice: ModelChoice) -> None:
         raise NotImplementedError
 
+    def _loaded(self) -> str:
+        """What this replica serves; raises when it holds nothing."""
+        raise NotImplementedError
+
+    async def ready(self) -> str:
+        """For the ingress's readiness check."""
+        return self._loaded()
+
+    def check_health(self) -> None:
+        """Serve's health check: a replica without its models is restarted."""
+        self._loaded()
+
 
 class _ModelStage(_Reconfigurable):
     """Holds a Segmenter for the current choice, with only the networks it runs."""
@@ -89,6 +101,12 @@ class _ModelStage(_Reconfigurable):
     def versions(self) -> dict[str, str]:
         return dict(self.segmenter.models.versions)
 
+    def _loaded(self) -> str:
+        versions = self.segmenter.models.versions
+        for role in self.roles:
+            self.segmenter.models.network(role)  # raises MissingNetworkError
+        return ", ".join(versions[role] for role in self.roles)
+
 
 @serve.deployment(**deployment_options("Classifier"))
 class Classifier(_ModelStage):
@@ -114,6 +132,9 @@ class Binarizer(_Reconfigurable):
         else:
             config, _ = load_model_config(choice.tracking_uri, choice.selector, names=choice.names)
         self.binarizer, self.choice = config.binarizer, choice
+
+    def _loaded(self) -> str:
+        return f"binarizer {self.binarizer.method}"
 
     async def binarize(self, gray: np.ndarray) -> np.ndarray:
         from tumorseg.inference.gray_branch import binarize_images

@@ -94,3 +94,47 @@ def result_headers(result: SegmentationResult) -> dict[str, str]:
         "X-Tumorseg-Route-Confidence": f"{result.route_confidence:.4f}",
         "X-Tumorseg-Tumor-Present": str(result.tumor_present).lower(),
     }
+
+
+def failure_response(error: BaseException) -> tuple[int, str, bool]:
+    """``(status, detail, retry)`` for a failure downstream of the ingress.
+
+    Only what passes (an overloaded, restarting or lost replica) is a 503 to retry; a
+    stage that raised on this image (a deterministic failure, which a retry repeats)
+    is a 400 for bad input or a 500 that names what failed.
+    """
+    import asyncio
+
+    from ray.exceptions import (
+        ActorUnavailableError,
+        NodeDiedError,
+        ObjectLostError,
+        RayActorError,
+        RayTaskError,
+        WorkerCrashedError,
+    )
+    from ray.serve.exceptions import (
+        BackPressureError,
+        DeploymentUnavailableError,
+        ReplicaUnavailableError,
+    )
+
+    from tumorseg.errors import InvalidImageError
+
+    transient = (
+        BackPressureError,
+        DeploymentUnavailableError,
+        ReplicaUnavailableError,
+        RayActorError,
+        ActorUnavailableError,
+        WorkerCrashedError,
+        NodeDiedError,
+        ObjectLostError,
+        asyncio.TimeoutError,
+    )
+    if isinstance(error, transient):
+        return 503, f"temporarily unavailable ({type(error).__name__}); retry", True
+    cause = error.cause if isinstance(error, RayTaskError) else error
+    if isinstance(cause, InvalidImageError):
+        return 400, str(cause), False
+    return 500, f"segmentation failed: {type(cause).__name__}: {cause}", False

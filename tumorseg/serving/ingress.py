@@ -32,6 +32,7 @@ from tumorseg.serving.http import (
     RequestError,
     authorized,
     check_declared_length,
+    failure_response,
     media_type,
     result_headers,
     segment_payload,
@@ -67,6 +68,9 @@ class Stages:
         )
 
 
+#: How long readiness waits for every deployment's answer.
+HEALTH_TIMEOUT_S = 5.0
+
 api = FastAPI(
     title="tumorseg",
     description="Breast-ultrasound tumor segmentation with the personalized fusion network.",
@@ -95,8 +99,19 @@ class Ingress:
         return HTMLResponse(page)
 
     @api.get("/v1/health")
-    async def health(self) -> dict[str, str]:
-        return {"status": "ok"}
+    async def health(self) -> JSONResponse:
+        """Readiness: every model deployment answers, holding its model set; 503 else."""
+        stages = self.stages
+        names = [f.name for f in fields(stages)]
+        try:
+            answers = await asyncio.wait_for(
+                asyncio.gather(*(getattr(stages, name).ready.remote() for name in names)),
+                timeout=HEALTH_TIMEOUT_S,
+            )
+        except Exception as error:  # a deployment down, still loading, or too slow
+            detail = f"{type(error).__name__}: {error}"[:500]
+            return JSONResponse({"status": "unavailable", "detail": detail}, status_code=503)
+        return JSONResponse({"status": "ok", "deployments": dict(zip(names, answers, strict=True))})
 
     @api.get("/v1/models")
     async def models(self, request: Request) -> Any:
@@ -146,13 +161,11 @@ class Ingress:
         timings = {"decode": time.perf_counter() - start}
         try:
             result, deployments = await self._run(gray, route, timings)
-        except Exception as error:  # saturated, restarting or dead replica: retry later
-            log.warning("segmentation failed downstream: %r", error)
-            return JSONResponse(
-                {"detail": f"temporarily unavailable ({type(error).__name__}); retry"},
-                status_code=503,
-                headers={"Retry-After": "1"},
-            )
+        except Exception as error:  # the replica stays up; the answer says what happened
+            status, detail, retry = failure_response(error)
+            log.warning("segmentation failed downstream (%d): %r", status, error)
+            headers = {"Retry-After": "1"} if retry else None
+            return JSONResponse({"detail": detail}, status_code=status, headers=headers)
         if is_dicom and (spacing := spacing_of(data)) is not None:
             result.pixel_spacing_mm = spacing.at(result.bbox)
         encode_start = time.perf_counter()
