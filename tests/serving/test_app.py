@@ -186,6 +186,23 @@ def test_error_table_case_by_case_and_the_service_survives(service, busi_png) ->
             requests.post(f"{service}/v1/segment", files={"other": ("a", b"x")}, timeout=60),
             400,
         ),
+        "multipart with two files": (
+            requests.post(
+                f"{service}/v1/segment",
+                files={"file": ("x.png", data, "image/png"), "more": ("y.png", data, "image/png")},
+                timeout=60,
+            ),
+            400,
+        ),
+        "chunked, too many bytes": (
+            requests.post(
+                f"{service}/v1/segment",
+                data=iter([data, b"\0" * MAX_BYTES]),  # no Content-Length: counted as it comes
+                headers={"Content-Type": "image/png"},
+                timeout=60,
+            ),
+            413,
+        ),
     }
     wrong = {
         name: (r.status_code, r.text[:200])

@@ -68,6 +68,29 @@ class Stages:
         )
 
 
+#: Bytes a multipart form may add to its file (boundaries, part headers, small fields).
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+async def _form_file(request: Request, body: bytes) -> tuple[bytes, str]:
+    """The ``file`` part of a multipart body already read within the limit: one file,
+    a few small fields, nothing spooled beyond what was counted."""
+
+    async def replay() -> dict:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        form = await Request(request.scope, replay).form(
+            max_files=1, max_fields=8, max_part_size=MULTIPART_OVERHEAD
+        )
+    except Exception as error:  # Starlette's MultiPartException and malformed forms
+        raise RequestError(400, f"bad multipart form: {error}") from None
+    part = form.get("file")
+    if part is None or isinstance(part, str):
+        raise RequestError(400, "multipart upload needs a file part named 'file'")
+    return await part.read(), upload_name(part.content_type)
+
+
 #: How long readiness waits for every deployment's answer.
 HEALTH_TIMEOUT_S = 5.0
 
@@ -215,23 +238,19 @@ class Ingress:
 
     async def _read_upload(self, request: Request) -> tuple[bytes, str]:
         limit = self.settings.max_bytes
-        check_declared_length(request.headers.get("content-length"), limit)
         kind = media_type(request.headers.get("content-type"))
+        # A form's boundaries and headers come on top of its file: allow a little more.
+        allowed = limit + MULTIPART_OVERHEAD if kind == MULTIPART else limit
+        check_declared_length(request.headers.get("content-length"), allowed)
+        body = bytearray()
+        async for chunk in request.stream():  # counted as it streams (chunked bodies too)
+            body += chunk
+            if len(body) > allowed:
+                raise RequestError(413, f"body is over the limit of {limit} bytes")
         if kind == MULTIPART:
-            form = await request.form()
-            part = form.get("file")
-            if part is None or isinstance(part, str):
-                raise RequestError(400, "multipart upload needs a file part named 'file'")
-            name = upload_name(part.content_type)
-            data = await part.read(limit + 1)
+            data, name = await _form_file(request, bytes(body))
         else:
-            name = upload_name(kind)
-            data = bytearray()
-            async for chunk in request.stream():
-                data += chunk
-                if len(data) > limit:
-                    break
-            data = bytes(data)
+            name, data = upload_name(kind), bytes(body)
         if len(data) > limit:
             raise RequestError(413, f"body is over the limit of {limit} bytes")
         if not data:
