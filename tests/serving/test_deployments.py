@@ -40,3 +40,20 @@ def test_a_stage_without_its_network_says_which_is_missing(tmp_path) -> None:
     assert first.graynet_map.shape == image.shape
     with pytest.raises(MissingNetworkError, match="without its classifier network"):
         graynet.first_stage([image])
+
+
+def test_a_bad_request_fails_alone_not_its_whole_batch() -> None:
+    """The rule each batched deployment method applies (``serve.batch`` itself runs only
+    inside a replica): a batch that raises is run again item by item."""
+    from tumorseg.serving.deployments import each_alone_on_failure
+
+    def run(items: list[int]) -> list[float]:
+        if 0 in items:
+            raise ZeroDivisionError("division by zero")
+        return [1 / item for item in items]
+
+    assert each_alone_on_failure(run, [1, 2]) == [1.0, 0.5]
+    first, bad, third = each_alone_on_failure(run, [1, 0, 4])
+    assert (first, third) == (1.0, 0.25) and isinstance(bad, ZeroDivisionError)
+    with pytest.raises(ZeroDivisionError):  # alone, it raises as itself
+        each_alone_on_failure(run, [0])

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -114,12 +115,18 @@ class Classifier(_ModelStage):
 
     roles = ("classifier",)
 
+    async def classify(self, gray: np.ndarray) -> tuple[np.ndarray, str]:
+        return _raised(await self._classify(gray))
+
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)
-    async def classify(self, grays: list[np.ndarray]) -> list[tuple[np.ndarray, str]]:
+    async def _classify(self, grays: list[np.ndarray]) -> list[tuple[np.ndarray, str] | Exception]:
         segmenter = self.segmenter
-        probabilities = await asyncio.to_thread(segmenter.class_probabilities, grays)
         version = segmenter.models.versions["classifier"]
-        return [(p, version) for p in probabilities]
+
+        def run(batch: list[np.ndarray]) -> list[tuple[np.ndarray, str]]:
+            return [(p, version) for p in segmenter.class_probabilities(batch)]
+
+        return await asyncio.to_thread(each_alone_on_failure, run, grays)
 
 
 @serve.deployment(**deployment_options("Binarizer"))
@@ -158,14 +165,19 @@ class GrayNet(_ModelStage):
 
     roles = ("graynet",)  # the Classifier deployment's probabilities come with each request
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0)
     async def segment(
+        self, request: tuple[np.ndarray, np.ndarray, tuple[np.ndarray, str], Route | None]
+    ) -> FirstStageOutcome:
+        return _raised(await self._segment(request))
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0)
+    async def _segment(
         self, requests: list[tuple[np.ndarray, np.ndarray, tuple[np.ndarray, str], Route | None]]
-    ) -> list[FirstStageOutcome]:
+    ) -> list[FirstStageOutcome | Exception]:
         segmenter = self.segmenter
 
-        def run() -> list[FirstStageOutcome]:
-            grays, binaries, classified, routes = (list(c) for c in zip(*requests, strict=True))
+        def run(batch: list) -> list[FirstStageOutcome]:
+            grays, binaries, classified, routes = (list(c) for c in zip(*batch, strict=True))
             classes, versions = (list(c) for c in zip(*classified, strict=True))
             firsts = segmenter.first_stage(
                 grays, routes, classes=classes, classifier_versions=versions, binaries=binaries
@@ -175,7 +187,7 @@ class GrayNet(_ModelStage):
                 for gray, first in zip(grays, firsts, strict=True)
             ]
 
-        return await asyncio.to_thread(run)
+        return await asyncio.to_thread(each_alone_on_failure, run, requests)
 
 
 @serve.deployment(**deployment_options("MultiScaleFCN"))
@@ -185,18 +197,44 @@ class MultiScaleFCN(_ModelStage):
 
     roles = ("fcn",)
 
+    async def segment(self, request: tuple[np.ndarray, FirstStageOutput]) -> SegmentationResult:
+        return _raised(await self._segment(request))
+
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.0)
-    async def segment(
+    async def _segment(
         self, requests: list[tuple[np.ndarray, FirstStageOutput]]
-    ) -> list[SegmentationResult]:
+    ) -> list[SegmentationResult | Exception]:
         segmenter = self.segmenter
 
-        def run() -> list[SegmentationResult]:
-            grays, firsts = (list(c) for c in zip(*requests, strict=True))
+        def run(batch: list) -> list[SegmentationResult]:
+            grays, firsts = (list(c) for c in zip(*batch, strict=True))
             fcn_maps = segmenter.fcn_stage(grays, firsts)
             return [
                 segmenter.finish(gray, first, fcn_map)
                 for gray, first, fcn_map in zip(grays, firsts, fcn_maps, strict=True)
             ]
 
-        return await asyncio.to_thread(run)
+        return await asyncio.to_thread(each_alone_on_failure, run, requests)
+
+
+def each_alone_on_failure(run: Callable[[list], list], items: list) -> list:
+    """``run`` on the batch; if it raises, on each item alone, so that one bad request
+    fails by itself and not every request batched with it (its error in its place)."""
+    try:
+        return run(items)
+    except Exception:
+        if len(items) == 1:
+            raise
+    answers: list = []
+    for item in items:
+        try:
+            answers.extend(run([item]))
+        except Exception as error:
+            answers.append(error)
+    return answers
+
+
+def _raised(answer: Any) -> Any:
+    if isinstance(answer, Exception):
+        raise answer
+    return answer
