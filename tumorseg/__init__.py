@@ -10,8 +10,9 @@ not pay for importing torch.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tumorseg._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -39,12 +40,7 @@ if TYPE_CHECKING:
     from tumorseg.partition import partition_squares
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'tumorseg' has no attribute {name!r}")
-    value = getattr(import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 def __dir__() -> list[str]:

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import io
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import cv2
 import numpy as np
 import pydicom
 import pytest
+from bulk_outputs import kill_after_first_commit
 from orthanc import DCIODVFY, PASSWORD, USER, start_orthanc
 from pydicom.uid import generate_uid
 
@@ -206,15 +205,7 @@ def test_a_pacs_job_killed_midway_and_rerun_stores_one_seg_per_instance(
         "--max-pixels", str(MAX_PIXELS),
         "--address", ray_session.get_runtime_context().gcs_address,
     ]  # fmt: skip
-    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and driver.poll() is None:
-        if any((output / RESULTS_DIR).glob("part-*.parquet")):
-            break
-        time.sleep(0.05)
-    assert driver.poll() is None, "the driver ended before any batch was committed"
-    driver.send_signal(signal.SIGKILL)
-    driver.wait(timeout=30)
+    kill_after_first_commit(command, output)
     done_at_kill = read_table(output, RESULTS_DIR).num_rows
     assert 0 < done_at_kill < len(sources), "the kill must land mid-run"
 

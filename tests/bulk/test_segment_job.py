@@ -8,10 +8,7 @@ exactly once, not how good the masks are.
 from __future__ import annotations
 
 import shutil
-import signal
-import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -19,7 +16,7 @@ import cv2
 import numpy as np
 import pydicom
 import pytest
-from bulk_outputs import outcome_counts
+from bulk_outputs import kill_after_first_commit, outcome_counts
 from pydicom.dataset import FileMetaDataset
 
 from tumorseg.bulk import SegmentJobConfig, run_segmentation
@@ -219,15 +216,7 @@ def test_killed_driver_rerun_finishes_with_every_input_exactly_once(
         "--address",
         ray_session.get_runtime_context().gcs_address,
     ]
-    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and driver.poll() is None:
-        if any((output / RESULTS_DIR).glob("part-*.parquet")):
-            break
-        time.sleep(0.05)
-    assert driver.poll() is None, "the driver ended before any batch was committed"
-    driver.send_signal(signal.SIGKILL)
-    driver.wait(timeout=30)
+    kill_after_first_commit(command, output)
     done_at_kill = sum(outcome_counts(output).values())
     assert 0 < done_at_kill < 31, "the kill must land mid-run"
 

@@ -45,20 +45,36 @@ def browser(tmp_path):
     driver.quit()
 
 
-def test_upload_shows_the_image_with_its_mask_overlay(service, browser, busi_root) -> None:
+def upload(browser, service: str, path) -> None:
+    """Open the viewer, choose ``path`` and wait for the page to say done or why not."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    image_path = sorted((busi_root / "malignant").glob("* ([0-9]).png"))[0]
-    height, width = cv2.imread(str(image_path), cv2.IMREAD_GRAYSCALE).shape
     browser.get(service)
-    browser.find_element(By.ID, "file").send_keys(str(image_path))
+    browser.find_element(By.ID, "file").send_keys(str(path))
     WebDriverWait(browser, 120).until(
         lambda d: (
             d.find_element(By.ID, "status").text == "done" or d.find_element(By.ID, "error").text
         )
     )
     assert browser.find_element(By.ID, "error").text == ""
+
+
+def image_brightness(browser) -> float:
+    """The mean red level of what the page drew under the overlay."""
+    return browser.execute_script(
+        "const c = document.getElementById('image');"
+        "const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        "let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i]; return s / (d.length / 4);"
+    )
+
+
+def test_upload_shows_the_image_with_its_mask_overlay(service, browser, busi_root) -> None:
+    from selenium.webdriver.common.by import By
+
+    image_path = sorted((busi_root / "malignant").glob("* ([0-9]).png"))[0]
+    height, width = cv2.imread(str(image_path), cv2.IMREAD_GRAYSCALE).shape
+    upload(browser, service, image_path)
     overlay = browser.find_element(By.ID, "overlay")
     assert overlay.is_displayed()
     assert (int(overlay.get_attribute("width")), int(overlay.get_attribute("height"))) == (
@@ -75,12 +91,7 @@ def test_upload_shows_the_image_with_its_mask_overlay(service, browser, busi_roo
     shown_area = int(browser.find_element(By.ID, "fact-tumor-area-px-").text)
     assert painted == shown_area
     # The image itself was drawn under the overlay (not left blank).
-    brightness = browser.execute_script(
-        "const c = document.getElementById('image');"
-        "const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
-        "let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i]; return s / (d.length / 4);"
-    )
-    assert brightness > 10
+    assert image_brightness(browser) > 10
     route = browser.find_element(By.ID, "fact-route").text
     assert route in ("homogeneous", "heterogeneous")
 
@@ -88,25 +99,10 @@ def test_upload_shows_the_image_with_its_mask_overlay(service, browser, busi_roo
 def test_a_dicom_upload_is_shown_from_the_service_s_preview(
     service, browser, busi_root, tmp_path
 ) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
     from tumorseg.io.dicom import write_dicom
 
     image_path = sorted((busi_root / "benign").glob("* ([0-9]).png"))[0]
     gray = cv2.imread(str(image_path), cv2.IMREAD_GRAYSCALE)
-    dicom = write_dicom(tmp_path / "study.dcm", gray)
-    browser.get(service)
-    browser.find_element(By.ID, "file").send_keys(str(dicom))
-    WebDriverWait(browser, 120).until(
-        lambda d: (
-            d.find_element(By.ID, "status").text == "done" or d.find_element(By.ID, "error").text
-        )
-    )
-    assert browser.find_element(By.ID, "error").text == ""
-    mean = browser.execute_script(
-        "const c = document.getElementById('image');"
-        "const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
-        "let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i]; return s / (d.length / 4);"
-    )
-    assert abs(mean - float(gray.mean())) < 1.0  # the DICOM's own pixels, not a blank canvas
+    upload(browser, service, write_dicom(tmp_path / "study.dcm", gray))
+    # The DICOM's own pixels, not a blank canvas.
+    assert abs(image_brightness(browser) - float(gray.mean())) < 1.0

@@ -6,8 +6,9 @@ Names are imported on first use: the bulk job's writer reads result records
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tumorseg._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from tumorseg.inference.models import ModelSet
@@ -23,9 +24,4 @@ _DEFERRED = {
 __all__ = ["FirstStageOutput", "ModelSet", "SegmentationResult", "Segmenter"]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _DEFERRED:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{_DEFERRED[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, {n: f"{__name__}.{m}" for n, m in _DEFERRED.items()})

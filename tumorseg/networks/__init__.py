@@ -6,9 +6,9 @@ never build a network (decoders, writers, listings) and need neither torch nor M
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from tumorseg._lazy import lazy_exports
 from tumorseg.networks.roles import (
     ALL_ROLES,
     FUSED_ROLES,
@@ -50,9 +50,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _DEFERRED:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{_DEFERRED[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, {n: f"{__name__}.{m}" for n, m in _DEFERRED.items()})

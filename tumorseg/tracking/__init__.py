@@ -7,9 +7,9 @@ into every Ray worker, which should not pay for MLflow and torch to read it.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from tumorseg._lazy import lazy_exports
 from tumorseg.errors import ModelArtifactError
 from tumorseg.tracking.names import (
     CANDIDATE,
@@ -64,9 +64,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _DEFERRED:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{_DEFERRED[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, {n: f"{__name__}.{m}" for n, m in _DEFERRED.items()})
