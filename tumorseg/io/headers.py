@@ -97,51 +97,18 @@ def raster_header(data: bytes, fmt: str, source: str) -> tuple[int, int, int]:
     decoder will allocate per pixel (channels × bytes per sample as OpenCV returns
     them; TIFF, whose sample layout is not read, counts the worst case, 16-bit RGBA)."""
     readers = {"png": _png_size, "jpeg": _jpeg_size, "bmp": _bmp_size, "tiff": _tiff_size}
-    width, height = readers[fmt](memoryview(data), source)
+    width, height, bytes_per_pixel = readers[fmt](memoryview(data), source)
     if width <= 0 or height <= 0:
         raise InvalidImageError(
             source, f"{fmt.upper()} header gives an empty size {width}x{height}"
         )
-    return width, height, _bytes_per_pixel(memoryview(data), fmt)
+    return width, height, bytes_per_pixel
 
 
 # PNG colour type → channels OpenCV decodes it to (palettes expand to BGR, gray+alpha to BGRA).
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 4, 6: 4}
-
-
-def _bytes_per_pixel(data: memoryview, fmt: str) -> int:
-    if fmt == "png":  # IHDR, the first chunk (checked by _png_size): depth, colour type
-        depth, colour = data[24], data[25]
-        return _PNG_CHANNELS.get(colour, 4) * (2 if depth == 16 else 1)
-    if fmt == "jpeg":
-        precision, components = _jpeg_frame(data)
-        return components * (2 if precision > 8 else 1)
-    if fmt == "bmp":
-        return 4 if _bmp_bits(data) == 32 else 3
-    return 8
-
-
-def _jpeg_frame(data: memoryview) -> tuple[int, int]:
-    """Sample precision and component count of the (already walked) first SOF segment."""
-    pos = 2
-    while pos + 4 <= len(data):
-        while pos < len(data) and data[pos] == 0xFF:
-            pos += 1
-        marker, pos = data[pos], pos + 1
-        if marker in _JPEG_STANDALONE:
-            continue
-        (length,) = struct.unpack_from(">H", data, pos)
-        if marker in _JPEG_SOF:
-            return data[pos + 2], data[pos + 7]
-        pos += length
-    return 16, 4  # not found (the walk would have refused the file): the worst case
-
-
-def _bmp_bits(data: memoryview) -> int:
-    (dib_size,) = struct.unpack_from("<I", data, 14)
-    offset = 24 if dib_size == 12 else 28
-    (bits,) = struct.unpack_from("<H", data, offset)
-    return bits
+#: TIFF's sample layout is not read: its pixels count as the worst case, 16-bit RGBA.
+_TIFF_BYTES_PER_PIXEL = 8
 
 
 def _truncated(source: str, fmt: str, what: str) -> InvalidImageError:
@@ -155,8 +122,9 @@ def _unpack(fmt: str, data: memoryview, pos: int, source: str, kind: str) -> tup
     return struct.unpack_from(fmt, data, pos)
 
 
-def _png_size(data: memoryview, source: str) -> tuple[int, int]:
-    """Walk every chunk (length, type, CRC) up to IEND; the size comes from IHDR."""
+def _png_size(data: memoryview, source: str) -> tuple[int, int, int]:
+    """Walk every chunk (length, type, CRC) up to IEND; the size, depth and colour type
+    come from IHDR."""
     pos, size = len(PNG_SIGNATURE), None
     while True:
         length, ctype = _unpack(">I4s", data, pos, source, "PNG")
@@ -169,14 +137,16 @@ def _png_size(data: memoryview, source: str) -> tuple[int, int]:
         if size is None:
             if ctype != b"IHDR" or length != 13:
                 raise InvalidImageError(source, "corrupt PNG: the first chunk is not IHDR")
-            size = struct.unpack_from(">II", data, pos + 8)
+            width, height, depth, colour = struct.unpack_from(">IIBB", data, pos + 8)
+            size = (width, height, _PNG_CHANNELS.get(colour, 4) * (2 if depth == 16 else 1))
         if ctype == b"IEND":
             return size
         pos = end
 
 
-def _jpeg_size(data: memoryview, source: str) -> tuple[int, int]:
-    """Walk the header segments to the first scan; the scan must reach an EOI marker."""
+def _jpeg_size(data: memoryview, source: str) -> tuple[int, int, int]:
+    """Walk the header segments to the first scan; the scan must reach an EOI marker.
+    The frame header gives the size, the sample precision and the components."""
     pos, size = 2, None
     while True:
         marker, pos = _jpeg_marker(data, pos, source)
@@ -188,8 +158,8 @@ def _jpeg_size(data: memoryview, source: str) -> tuple[int, int]:
         if length < 2 or pos + length > len(data):
             raise _truncated(source, "JPEG", f"segment 0x{marker:02X} runs past the end")
         if marker in _JPEG_SOF:
-            height, width = _unpack(">HH", data, pos + 3, source, "JPEG")
-            size = (width, height)
+            precision, height, width, components = _unpack(">BHHB", data, pos + 2, source, "JPEG")
+            size = (width, height, components * (2 if precision > 8 else 1))
         if marker == _JPEG_SOS:
             return _jpeg_check_end(data, pos + length, size, source)
         pos += length
@@ -209,8 +179,8 @@ def _jpeg_marker(data: memoryview, pos: int, source: str) -> tuple[int, int]:
 
 
 def _jpeg_check_end(
-    data: memoryview, scan_start: int, size: tuple[int, int] | None, source: str
-) -> tuple[int, int]:
+    data: memoryview, scan_start: int, size: tuple[int, int, int] | None, source: str
+) -> tuple[int, int, int]:
     if size is None:
         raise InvalidImageError(source, "corrupt JPEG: image data comes before the frame header")
     if size[1] == 0:
@@ -220,7 +190,7 @@ def _jpeg_check_end(
     return size
 
 
-def _bmp_size(data: memoryview, source: str) -> tuple[int, int]:
+def _bmp_size(data: memoryview, source: str) -> tuple[int, int, int]:
     """Read the info header; uncompressed pixel arrays must fit in the file."""
     (offset, dib_size) = _unpack("<II", data, 10, source, "BMP")
     if dib_size == 12:  # OS/2 BITMAPCOREHEADER
@@ -237,10 +207,10 @@ def _bmp_size(data: memoryview, source: str) -> tuple[int, int]:
             raise _truncated(
                 source, "BMP", f"pixel data needs {needed} bytes, file has {len(data)}"
             )
-    return width, height
+    return width, height, 4 if bpp == 32 else 3  # OpenCV decodes to BGR, 32-bit to BGRA
 
 
-def _tiff_size(data: memoryview, source: str) -> tuple[int, int]:
+def _tiff_size(data: memoryview, source: str) -> tuple[int, int, int]:
     """Read the first IFD; every strip or tile it points to must lie inside the file."""
     order = "<" if bytes(data[:2]) == b"II" else ">"
     (magic, ifd) = _unpack(order + "HI", data, 2, source, "TIFF")
@@ -255,7 +225,7 @@ def _tiff_size(data: memoryview, source: str) -> tuple[int, int]:
         raise InvalidImageError(source, "corrupt TIFF: missing or mismatched strip/tile tables")
     if any(o + c > len(data) for o, c in zip(offsets, counts, strict=True)):
         raise _truncated(source, "TIFF", "image data runs past the end of the file")
-    return tags[_TIFF_WIDTH][0], tags[_TIFF_HEIGHT][0]
+    return tags[_TIFF_WIDTH][0], tags[_TIFF_HEIGHT][0], _TIFF_BYTES_PER_PIXEL
 
 
 def _tiff_tags(data: memoryview, order: str, ifd: int, source: str) -> dict[int, tuple[int, ...]]:
