@@ -123,6 +123,7 @@ def decode_batch(
     """Read (a file, or a PACS instance over WADO-RS) and decode each input to 2-D
     ``uint8`` gray; undecodable inputs become errors."""
     from tumorseg.io import load_image
+    from tumorseg.io.spacing import spacing_of
 
     rows = _rows(batch)
     for row in rows:
@@ -142,25 +143,14 @@ def decode_batch(
             if isinstance(source, bytes):
                 row["dicom_header"] = header_bytes(source)
             gray = load_image(source, limits=limits, name=row["source_path"])
-            row["spacing"] = _spacing_json(source, row)
+            spacing = spacing_of(row["dicom_header"] if isinstance(source, bytes) else source)
+            row["spacing"] = spacing.to_json() if spacing is not None else ""
         except Exception as error:  # every input error is typed, but nothing may stop the job
             _fail(row, "decode", error)
         else:
             row.update(gray=gray.tobytes(), height=gray.shape[0], width=gray.shape[1])
         row["elapsed_s"] += time.perf_counter() - start
     return _frame(rows)
-
-
-def _spacing_json(source: str | bytes, row: Row) -> str:
-    from tumorseg.io.spacing import spacing_of
-
-    if isinstance(source, bytes):
-        spacing = spacing_of(row["dicom_header"])
-    elif is_dicom_file(source):
-        spacing = spacing_of(source)
-    else:
-        return ""
-    return spacing.to_json() if spacing is not None else ""
 
 
 # --------------------------------------------------------------------------- networks

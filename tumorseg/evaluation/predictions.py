@@ -361,14 +361,8 @@ def _save_case(
 def _truth_spacing(path: str, truth: np.ndarray) -> tuple[float, float] | None:
     """The pixel size of a DICOM source where the lesion is (the truth's box)."""
     from tumorseg.inference.result import bounding_box
-    from tumorseg.io.dicom import is_dicom_file
     from tumorseg.io.spacing import spacing_of
 
-    try:
-        if not is_dicom_file(path):
-            return None
-    except OSError:
-        return None
     spacing = spacing_of(path)
     if spacing is None:
         return None

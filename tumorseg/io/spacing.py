@@ -82,10 +82,14 @@ def read_spacing(dataset: Dataset) -> Spacing | None:
 
 def spacing_of(source: str | os.PathLike[str] | bytes) -> Spacing | None:
     """:func:`read_spacing` of a DICOM file or its bytes (headers only); ``None`` when
-    the source is not readable as DICOM."""
+    the source is not a readable DICOM (a file is told by :func:`is_dicom_file`)."""
     import pydicom
 
+    from tumorseg.io.dicom import is_dicom_file
+
     try:
+        if not isinstance(source, bytes) and not is_dicom_file(source):
+            return None
         readable = io.BytesIO(source) if isinstance(source, bytes) else source
         dataset = pydicom.dcmread(readable, stop_before_pixels=True, force=True)
     except Exception:  # not DICOM, or unreadable: decoding reports it, not this
