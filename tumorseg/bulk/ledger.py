@@ -158,9 +158,6 @@ def done_keys(output: str | os.PathLike[str]) -> set[str]:
         if not path.is_dir():
             continue
         columns = ["input_key"] if folder == RESULTS_DIR else ["input_key", "stage"]
-        table = pads.dataset(path, format="parquet").to_table(columns=columns)
-        stages = table.column("stage").to_pylist() if folder == ERRORS_DIR else None
-        for index, key in enumerate(table.column("input_key").to_pylist()):
-            if stages is None or stages[index] not in RETRIED_STAGES:
-                keys.add(key)
+        rows = pads.dataset(path, format="parquet").to_table(columns=columns).to_pylist()
+        keys.update(row["input_key"] for row in rows if row.get("stage") not in RETRIED_STAGES)
     return keys

@@ -148,11 +148,11 @@ def _folder_entry(absolute: str, relative: str) -> InputFile:
     printable = _printable(relative)
     if printable != relative:
         return _problem(printable, "file name is not valid UTF-8; rename it to segment it")
-    item = _stat_input(absolute, source_path=relative, relative_path=relative)
-    if item is not None and not os.path.isdir(absolute):
-        return item
-    if os.path.isdir(absolute):
+    if os.path.isdir(absolute):  # only links to folders are listed among the files
         return _problem(relative, "a link to a folder (folders behind links are not walked)")
+    item = _stat_input(absolute, source_path=relative, relative_path=relative)
+    if item is not None:
+        return item
     if os.path.islink(absolute):
         return _problem(relative, "dangling or looping symbolic link")
     return _problem(relative, "vanished while listed")
@@ -163,8 +163,8 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def _problem(relative: str, problem: str, source_path: str | None = None) -> InputFile:
-    return InputFile(source_path or relative, "", relative, -1, -1, problem=problem)
+def _problem(relative: str, problem: str) -> InputFile:
+    return InputFile(relative, "", relative, -1, -1, problem=problem)
 
 
 def _is_mask_of_present_image(filename: str, present: set[str]) -> bool:
