@@ -33,7 +33,7 @@ from tumorseg.tracking.names import (
     ModelSelector,
 )
 from tumorseg.tracking.registry import TAG_MODEL_SET_ID, TAG_SEGMENTER_CONFIG
-from tumorseg.tracking.uris import registry_client, resolve_tracking_uri
+from tumorseg.tracking.uris import registry_client, resolve_tracking_uri, sqlite_path
 
 logger = logging.getLogger("tumorseg.tracking")
 
@@ -179,14 +179,12 @@ def _exists(client: MlflowClient, name: str) -> bool:
 def existing_store(uri: str) -> str:
     """``uri``, unless it names a SQLite file that does not exist: loading from it would
     create an empty store there and then report every model missing."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith(f"{prefix}:memory:"):
-        path = Path(uri[len(prefix) :])
-        if not path.is_file():
-            raise ModelNotFoundError(
-                f"no MLflow store at {path}: pass --tracking-uri (or set MLFLOW_TRACKING_URI) "
-                "to the store the training job registered its models in"
-            )
+    path = sqlite_path(uri)
+    if path is not None and not Path(path).is_file():
+        raise ModelNotFoundError(
+            f"no MLflow store at {path}: pass --tracking-uri (or set MLFLOW_TRACKING_URI) "
+            "to the store the training job registered its models in"
+        )
     return uri
 
 

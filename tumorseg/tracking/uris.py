@@ -30,11 +30,20 @@ def registry_client(uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
+_SQLITE = "sqlite:///"
+
+
+def sqlite_path(uri: str) -> str | None:
+    """The database file a ``sqlite:///`` URI names (as written); ``None`` for other
+    stores and for an in-memory database."""
+    if not uri.startswith(_SQLITE):
+        return None
+    path = uri[len(_SQLITE) :]
+    return None if path.startswith(":memory:") else path
+
+
 def _absolute_sqlite(uri: str) -> str:
-    prefix = "sqlite:///"
-    if not uri.startswith(prefix):
+    path = sqlite_path(uri)
+    if not path or path.startswith("/"):
         return uri
-    path = uri[len(prefix) :]
-    if not path or path.startswith("/") or path.startswith(":memory:"):
-        return uri
-    return f"{prefix}{Path(path).resolve()}"
+    return f"{_SQLITE}{Path(path).resolve()}"
