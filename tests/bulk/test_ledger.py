@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pyarrow as pa
+import pytest
 
 from tumorseg.bulk.ledger import (
     ERROR_SCHEMA,
     ERRORS_DIR,
     RESULTS_DIR,
     RETRIED_STAGES,
+    OutputBusyError,
     commit_part,
     done_keys,
+    output_lock,
     output_path,
     part_name,
     read_table,
+    sweep_temporaries,
     write_atomic,
 )
 
@@ -75,3 +80,37 @@ def test_errors_of_an_unreachable_or_refusing_pacs_are_retried(tmp_path) -> None
     for stage in RETRIED_STAGES:
         commit_part(error_rows([stage], stage), tmp_path, ERRORS_DIR, part_name([stage]))
     assert done_keys(tmp_path) == {"bad"}  # only the final error is done
+
+
+def test_a_second_job_on_the_same_output_is_refused_until_the_first_ends(tmp_path: Path) -> None:
+    busy = pytest.raises(OutputBusyError, match="another bulk job")
+    with output_lock(tmp_path), busy, output_lock(tmp_path):
+        pass
+    with output_lock(tmp_path):  # released when the holder ends
+        pass
+    assert list(tmp_path.iterdir()) == []  # the lock leaves no file
+
+
+def test_sweep_removes_a_killed_runs_temporaries_and_nothing_else(tmp_path: Path) -> None:
+    mask = output_path(tmp_path, "masks", "a/b.png")
+    write_atomic(mask, b"mask")
+    leftovers = [
+        mask.with_name(".tumorseg-0123.tmp"),
+        Path(tmp_path, RESULTS_DIR, ".tumorseg-4567.tmp"),
+    ]
+    for path in leftovers:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half")
+    kept = Path(tmp_path, RESULTS_DIR, "notes.tmp")  # not hidden: not ours
+    kept.write_bytes(b"x")
+    assert sweep_temporaries(tmp_path) == 2
+    assert not any(path.exists() for path in leftovers)
+    assert mask.read_bytes() == b"mask" and kept.exists()
+
+
+def test_a_name_at_the_file_system_limit_is_written_whole(tmp_path: Path) -> None:
+    # The temporary beside it must not be longer than the final name.
+    path = tmp_path / ("n" * 251 + ".png")
+    write_atomic(path, b"data")
+    assert path.read_bytes() == b"data"
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]

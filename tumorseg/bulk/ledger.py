@@ -16,14 +16,18 @@ errors part right after. The part's name hashes the batch's input keys, so a tas
 that Ray retries rewrites the same part instead of adding a second one. A rerun
 reads the keys of every committed part and skips them; inputs of a batch that was
 cut short are simply segmented again (their mask files are overwritten, atomically).
+A killed run can leave hidden temporaries behind; the next run, holding the output's
+lock so that no other job is writing there, removes them (``sweep_temporaries``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -99,10 +103,53 @@ def output_path(
     return Path(output, folder, f"{relative_path}{suffix}")
 
 
+class OutputBusyError(RuntimeError):
+    """Another bulk job holds the output folder."""
+
+
+@contextlib.contextmanager
+def output_lock(output: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold ``OUTPUT`` for one job: two jobs writing one ledger would sweep each
+    other's temporaries. The lock is on the folder itself, so it leaves no file, and
+    the kernel drops it when the holder dies, however it dies."""
+    descriptor = os.open(output, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputBusyError(
+                f"another bulk job is writing to {output}; wait for it or choose another --output"
+            ) from None
+        yield
+    finally:
+        os.close(descriptor)  # closing releases the lock
+
+
+_TEMPORARY_SUFFIX = ".tmp"
+
+
+def _temporary_name(path: Path) -> Path:
+    """A short hidden name beside ``path``: a final name near the file-system's
+    limit must not fail only because its temporary is longer."""
+    return path.with_name(f".tumorseg-{uuid.uuid4().hex}{_TEMPORARY_SUFFIX}")
+
+
+def sweep_temporaries(output: str | os.PathLike[str]) -> int:
+    """Remove the hidden temporaries a killed run left; call only under ``output_lock``.
+    Returns how many were removed."""
+    removed = 0
+    for folder in (MASKS_DIR, OVERLAYS_DIR, DICOM_SEG_DIR, RESULTS_DIR, ERRORS_DIR):
+        for path in Path(output, folder).rglob(f".*{_TEMPORARY_SUFFIX}"):
+            if path.is_file() and not path.is_symlink():
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` at ``path`` so that readers see either nothing or the whole file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    temporary = _temporary_name(path)
     try:
         with open(temporary, "wb") as handle:
             handle.write(data)
@@ -124,7 +171,7 @@ def commit_part(table: pa.Table, output: str | os.PathLike[str], folder: str, na
     """Atomically publish ``table`` as ``OUTPUT/<folder>/<name>``."""
     path = Path(output, folder, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{name}.{uuid.uuid4().hex}.tmp")
+    temporary = _temporary_name(path)
     try:
         pq.write_table(table, temporary)
         with open(temporary, "rb") as handle:

@@ -31,7 +31,7 @@ from ray.data import ActorPoolStrategy
 
 from tumorseg.bulk.config import SegmentJobConfig
 from tumorseg.bulk.dicomweb import DicomWebQuery, connect, iter_instances
-from tumorseg.bulk.ledger import done_keys
+from tumorseg.bulk.ledger import done_keys, output_lock, sweep_temporaries
 from tumorseg.bulk.listing import InputFile, list_inputs, listing_table
 from tumorseg.bulk.stages import (
     FCNStage,
@@ -149,13 +149,28 @@ def run_segmentation(config: SegmentJobConfig) -> SegmentSummary:
     """Segment every input of ``config.input`` not yet in ``config.output``.
 
     A folder or manifest is listed at once (listing only stats files); a PACS is
-    listed and segmented ``listing_chunk`` instances at a time.
+    listed and segmented ``listing_chunk`` instances at a time. The run holds the
+    output's lock throughout, and leaves no temporary behind, a killed run's included.
     """
     start = time.perf_counter()
     output = Path(config.output)
     _refuse_output_inside_input(config)
     output.mkdir(parents=True, exist_ok=True)
-    config = _resolved(config)
+    with output_lock(output):
+        swept = sweep_temporaries(output)
+        if swept:
+            log.info("removed %d temporaries an interrupted run left in %s", swept, output)
+        summary = _segment(_resolved(config), output)
+        # A killed run's actors may still have been writing when this one swept.
+        sweep_temporaries(output)
+    summary.seconds = time.perf_counter() - start
+    (output / SUMMARY_FILE).write_text(
+        json.dumps({**asdict(summary), "images_per_second": summary.images_per_second}, indent=2)
+    )
+    return summary
+
+
+def _segment(config: SegmentJobConfig, output: Path) -> SegmentSummary:
     models, segmenter_config = _load_models(config)
     done = done_keys(output)
     summary = SegmentSummary()
@@ -182,10 +197,6 @@ def run_segmentation(config: SegmentJobConfig) -> SegmentSummary:
             summary.errors += int((~ok).sum())
             routes.update(batch.loc[ok, "route"])
     summary.routes = dict(routes)
-    summary.seconds = time.perf_counter() - start
-    (output / SUMMARY_FILE).write_text(
-        json.dumps({**asdict(summary), "images_per_second": summary.images_per_second}, indent=2)
-    )
     return summary
 
 

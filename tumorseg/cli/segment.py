@@ -15,6 +15,7 @@ import argparse
 
 from tumorseg.bulk import SegmentJobConfig, run_segmentation
 from tumorseg.bulk.dicomweb import DicomWebQuery, PacsError
+from tumorseg.bulk.ledger import OutputBusyError
 from tumorseg.cli import HelpFormatter
 from tumorseg.config import ImageLimits
 from tumorseg.runtime import init_ray, log_progress
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     init_ray(args.address)
     try:
         summary = run_segmentation(config)
-    except (ValueError, FileNotFoundError, LookupError, PacsError) as error:  # said clearly
+    except (ValueError, FileNotFoundError, LookupError, PacsError, OutputBusyError) as error:
         raise SystemExit(f"tumorseg segment: error: {error}") from None
     print(summary.describe())
     return 1 if summary.errors and not summary.segmented else 0  # every input failed
