@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow
 def trained(ray_session, busi24, tmp_path_factory):
     """One smoke training job, shared by the checks below (Train start-up is costly);
     its gray net and ResNet classifier start from the baseline, as in the cpu and gpu
-    presets."""
+    presets, and the networks train two at a time, as in the gpu preset (baseline and
+    FCN, then the two that start from the baseline)."""
     root = tmp_path_factory.mktemp("smoke")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     smoke = preset_config("smoke")
@@ -32,6 +33,7 @@ def trained(ray_session, busi24, tmp_path_factory):
         segmenter=replace(smoke.segmenter, networks=networks),
         graynet_init="baseline",
         classifier_init="baseline",
+        concurrent=True,
     )
     outcome = run_train_job(
         TrainJobOptions(
