@@ -20,6 +20,7 @@ from base64 import b64encode
 from dataclasses import dataclass
 from pathlib import Path
 
+import pydicom
 import pytest
 from ray_nodes import free_port
 
@@ -125,3 +126,15 @@ def start_orthanc(root: Path) -> Orthanc:
             time.sleep(0.2)
     server.stop()
     raise TimeoutError("Orthanc did not answer in 30 s")
+
+
+def dciodvfy_errors(dataset: pydicom.Dataset, path: Path) -> list[str]:
+    """What dicom3tools' validator calls an error in ``dataset`` (warnings aside)."""
+    if not Path(DCIODVFY).exists():
+        if REQUIRE:
+            pytest.fail("dicom3tools (dciodvfy) is not installed (apt)")
+        pytest.skip("dicom3tools (dciodvfy) is not installed (apt)")
+    dataset.save_as(path, enforce_file_format=True)
+    checked = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True, check=False)
+    lines = (checked.stdout + checked.stderr).splitlines()
+    return [line for line in lines if line.startswith("Error")]

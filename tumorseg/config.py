@@ -25,6 +25,9 @@ class ImageLimits:
     # takes 8 bytes a pixel where the pixel limit alone would allow it.
     max_decoded_bytes: int = 512 * 1024 * 1024
     max_side: int = 65_535  # the largest width or height (JPEG's; encoders fail beyond)
+    # The most frames of a cine loop: a loop is segmented as one unit (one SEG), so its
+    # frames are held together; 300 is ten seconds at 30 frames a second.
+    max_frames: int = 300
 
 
 @dataclass(frozen=True)

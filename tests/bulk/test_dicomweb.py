@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import shutil
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 import pydicom
 import pytest
 from bulk_outputs import kill_after_first_commit
-from orthanc import DCIODVFY, PASSWORD, USER, start_orthanc
+from orthanc import PASSWORD, USER, dciodvfy_errors, start_orthanc
 from pydicom.uid import generate_uid
 
 from tumorseg.bulk import SegmentJobConfig, run_segmentation
@@ -100,14 +99,6 @@ def pacs_segs(pacs) -> list[pydicom.Dataset]:
 def referenced_source(seg: pydicom.Dataset) -> str:
     (instance,) = seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence
     return str(instance.ReferencedSOPInstanceUID)
-
-
-def dciodvfy_errors(dataset: pydicom.Dataset, path: Path) -> list[str]:
-    """What dicom3tools' validator calls an error in ``dataset`` (warnings aside)."""
-    dataset.save_as(path, enforce_file_format=True)
-    checked = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True, check=False)
-    lines = (checked.stdout + checked.stderr).splitlines()
-    return [line for line in lines if line.startswith("Error")]
 
 
 def masks_by_sop(output: Path) -> dict[str, np.ndarray]:

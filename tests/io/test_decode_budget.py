@@ -9,7 +9,7 @@ import pytest
 
 from tumorseg.config import ImageLimits
 from tumorseg.errors import ImageTooLargeError, InvalidImageError
-from tumorseg.io import load_image
+from tumorseg.io import load_frames, load_image
 from tumorseg.io.dicom import dicom_bytes
 from tumorseg.io.headers import raster_header
 
@@ -59,6 +59,13 @@ def test_dicom_counts_its_stored_bytes_and_frames() -> None:
     limits = ImageLimits(max_decoded_bytes=11_000)
     with pytest.raises(ImageTooLargeError, match="40x50x3 frames at 2 bytes a pixel"):
         load_image(dicom_bytes(frames), limits=limits)
+
+
+def test_a_loop_longer_than_the_frame_limit_is_refused_before_decoding() -> None:
+    frames = [np.zeros((8, 8), np.uint8)] * 5
+    with pytest.raises(ImageTooLargeError, match="5 frames, the limit is 4"):
+        load_frames(dicom_bytes(frames), limits=ImageLimits(max_frames=4))
+    assert len(load_frames(dicom_bytes(frames), limits=ImageLimits(max_frames=5))) == 5
 
 
 def jpeg_dicom(jpeg: bytes, rows: int, columns: int) -> bytes:

@@ -7,8 +7,8 @@ import io
 import numpy as np
 import pydicom
 import pytest
+from orthanc import dciodvfy_errors
 
-from tumorseg.errors import InvalidImageError
 from tumorseg.io.dicom import is_dicom_file, write_dicom
 from tumorseg.io.dicom_seg import dicom_seg_bytes
 
@@ -46,13 +46,33 @@ def test_an_empty_mask_is_kept_as_a_finding(small_gray, tmp_path) -> None:
     assert seg.NumberOfFrames == 1 and not seg.pixel_array.any()
 
 
-def test_a_mask_of_the_wrong_size_or_a_multi_frame_source_is_refused(small_gray, tmp_path) -> None:
+def test_a_mask_of_the_wrong_size_is_refused(small_gray, tmp_path) -> None:
     source_path = write_dicom(tmp_path / "a.dcm", small_gray)
-    with pytest.raises(ValueError, match="does not match"):
+    with pytest.raises(ValueError, match="do not match"):
         dicom_seg_bytes(source_path, np.zeros((3, 3), bool), VERSIONS)
     cine = write_dicom(tmp_path / "cine.dcm", [small_gray, small_gray])
-    with pytest.raises(InvalidImageError, match="single-frame"):
+    with pytest.raises(ValueError, match="do not match"):  # a loop needs a mask per frame
         dicom_seg_bytes(cine, lesion(small_gray.shape), VERSIONS)
+
+
+def test_a_cine_loop_gets_one_seg_with_a_frame_per_source_frame(small_gray, tmp_path) -> None:
+    frames = [np.roll(small_gray, shift, axis=1) for shift in range(0, 25, 5)]
+    cine = write_dicom(tmp_path / "cine.dcm", frames)
+    masks = np.stack([np.roll(lesion(small_gray.shape), shift, axis=1) for shift in range(5)])
+    masks[3] = False  # an empty frame is kept, in its place
+    seg = pydicom.dcmread(io.BytesIO(dicom_seg_bytes(cine, masks, VERSIONS)))
+    source = pydicom.dcmread(cine)
+    assert seg.NumberOfFrames == 5
+    np.testing.assert_array_equal(seg.pixel_array.astype(bool), masks)
+    for number, group in enumerate(seg.PerFrameFunctionalGroupsSequence, start=1):
+        (reference,) = group.DerivationImageSequence[0].SourceImageSequence
+        assert reference.ReferencedSOPInstanceUID == source.SOPInstanceUID
+        assert reference.ReferencedSOPClassUID == source.SOPClassUID
+        assert reference.ReferencedFrameNumber == number
+        assert list(group.FrameContentSequence[0].DimensionIndexValues) == [1, number]
+    (referenced,) = seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence
+    assert referenced.ReferencedSOPClassUID == source.SOPClassUID
+    assert dciodvfy_errors(seg, tmp_path / "check.dcm") == []
 
 
 def test_dicom_files_are_told_by_magic_or_by_extension(small_gray, tmp_path) -> None:

@@ -8,6 +8,13 @@ algorithm with the model versions that produced it.
 The SEG's UIDs are derived from the source's and the model versions: the SEGs of one
 source series and model set share one SEG series, and segmenting an image again with
 the same models gives the same SOP Instance UID, so a PACS keeps one copy.
+
+A cine loop (a multi-frame source) gets one SEG with a frame per source frame.
+highdicom builds SEGs of multi-frame images only inside a frame of reference, which
+ultrasound loops lack (highdicom issue 284), so the loop's SEG is highdicom's SEG of
+its first frame extended here: one per-frame functional group per source frame
+(referencing that frame), and a second dimension, the temporal position, beside the
+segment number.
 """
 
 from __future__ import annotations
@@ -20,8 +27,9 @@ from collections.abc import Mapping
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
 from pydicom.sr.codedict import codes
-from pydicom.uid import generate_uid
+from pydicom.uid import UltrasoundImageStorage, generate_uid
 
 from tumorseg.errors import InvalidImageError
 
@@ -49,14 +57,28 @@ def segmentation_dataset(
     model_versions: Mapping[str, str],
     name: str = "<dataset>",
 ) -> Dataset:
-    """A binary SEG of ``mask`` (the source's rows × columns) referencing ``source``."""
+    """A binary SEG of ``mask`` referencing ``source``: rows × columns for a single
+    frame, frames × rows × columns for a cine loop (one mask per source frame)."""
+    frames = int(getattr(source, "NumberOfFrames", 1) or 1)
+    masks = np.asarray(mask, dtype=bool)
+    if masks.ndim == 2:
+        masks = masks[np.newaxis]
+    shape = (frames, int(source.Rows), int(source.Columns))
+    if masks.shape != shape:
+        raise ValueError(f"masks of shape {masks.shape} do not match the source's {shape}")
+    if frames == 1:
+        return _single_frame_seg(source, masks, model_versions)
+    try:
+        return _cine_seg(source, masks, model_versions)
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
+        raise InvalidImageError(name, f"cannot build a SEG for this loop ({error})") from error
+
+
+def _single_frame_seg(
+    source: Dataset, masks: np.ndarray, model_versions: Mapping[str, str]
+) -> Dataset:
     import highdicom as hd
 
-    if int(getattr(source, "NumberOfFrames", 1) or 1) != 1:
-        raise InvalidImageError(name, "DICOM SEG output supports single-frame sources only")
-    shape = (int(source.Rows), int(source.Columns))
-    if mask.shape != shape:
-        raise ValueError(f"mask shape {mask.shape} does not match the source's {shape}")
     versions = ", ".join(f"{k}={v}" for k, v in sorted(model_versions.items())) or "unversioned"
     algorithm = hd.AlgorithmIdentificationSequence(
         name="tumorseg personalized fusion network",
@@ -74,7 +96,7 @@ def segmentation_dataset(
     source = _with_type2_defaults(source)
     seg = hd.seg.Segmentation(
         source_images=[source],
-        pixel_array=np.asarray(mask, dtype=bool)[np.newaxis],
+        pixel_array=masks,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=[segment],
         series_instance_uid=generate_uid(
@@ -96,6 +118,55 @@ def segmentation_dataset(
     # orientation, as a 2-D ultrasound frame): the source's, or empty.
     seg.PatientOrientation = source.get("PatientOrientation", "")
     return seg
+
+
+#: Frame Content Sequence and its Temporal Position Index: the loop's second dimension.
+_FRAME_CONTENT = 0x00209111
+_TEMPORAL_POSITION_INDEX = 0x00209128
+#: Attributes of a cine loop that a single frame does not have.
+_CINE_ONLY = ("NumberOfFrames", "FrameIncrementPointer", "FrameTime", "FrameTimeVector")
+
+
+def _cine_seg(source: Dataset, masks: np.ndarray, model_versions: Mapping[str, str]) -> Dataset:
+    """The loop's SEG: its first frame's SEG, given a functional group per frame."""
+    first_frame = copy.deepcopy(source)
+    for keyword in _CINE_ONLY:
+        if keyword in first_frame:
+            delattr(first_frame, keyword)
+    first_frame.SOPClassUID = UltrasoundImageStorage  # what highdicom accepts
+    seg = _single_frame_seg(first_frame, masks[:1], model_versions)
+    for reference in _instance_references(seg):
+        reference.ReferencedSOPClassUID = source.SOPClassUID  # the loop's class again
+    template = seg.PerFrameFunctionalGroupsSequence[0]
+    groups = []
+    for number in range(1, len(masks) + 1):  # DICOM numbers frames from 1
+        group = copy.deepcopy(template)
+        reference = group.DerivationImageSequence[0].SourceImageSequence[0]
+        reference.ReferencedSOPClassUID = source.SOPClassUID
+        reference.ReferencedFrameNumber = number
+        content = group.FrameContentSequence[0]
+        content.DimensionIndexValues = [1, number]  # segment, temporal position
+        content.TemporalPositionIndex = number
+        groups.append(group)
+    seg.PerFrameFunctionalGroupsSequence = Sequence(groups)
+    temporal = Dataset()
+    temporal.DimensionOrganizationUID = seg.DimensionIndexSequence[0].DimensionOrganizationUID
+    temporal.DimensionIndexPointer = _TEMPORAL_POSITION_INDEX
+    temporal.FunctionalGroupPointer = _FRAME_CONTENT
+    temporal.DimensionDescriptionLabel = "Temporal Position Index"
+    seg.DimensionIndexSequence.append(temporal)
+    seg.NumberOfFrames = len(masks)
+    # BINARY frames are packed one after another, bit by bit, least significant first.
+    pixels = np.packbits(masks.ravel(), bitorder="little").tobytes()
+    seg.PixelData = pixels + b"\0" * (len(pixels) % 2)
+    return seg
+
+
+def _instance_references(seg: Dataset) -> list[Dataset]:
+    references = list(seg.get("SourceImageSequence", []))
+    for series in seg.get("ReferencedSeriesSequence", []):
+        references.extend(series.get("ReferencedInstanceSequence", []))
+    return references
 
 
 def _instance_number(source: Dataset) -> int:

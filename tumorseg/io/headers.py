@@ -268,6 +268,10 @@ def check_size(
     """Refuse, before decoding, what the limits do not allow: pixels, side, bytes."""
     pixels = width * height * frames
     shape = f"{width}x{height}" + (f"x{frames} frames" if frames > 1 else "")
+    if frames > limits.max_frames:
+        raise ImageTooLargeError(
+            label, f"cine loop is too long: {frames} frames, the limit is {limits.max_frames}"
+        )
     if pixels > limits.max_pixels:
         raise ImageTooLargeError(
             label,
