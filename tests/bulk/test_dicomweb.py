@@ -7,6 +7,7 @@ import io
 import shutil
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -50,14 +51,19 @@ def credentials(monkeypatch):
 def upload_study(pacs, paths: list[Path], folder: Path, series_size: int) -> dict[str, Path]:
     """Real BUSI images as ultrasound DICOM in one new study, ``series_size`` to a
     series, uploaded to the PACS and written to ``folder``: ``{SOP Instance UID: file}``."""
+    images = [cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) for path in paths]
+    return upload_images(pacs, images, folder, series_size)
+
+
+def upload_images(pacs, images: list, folder: Path, series_size: int) -> dict[str, Path]:
+    """``upload_study`` of gray images, or of lists of frames (a cine loop each)."""
     folder.mkdir(parents=True, exist_ok=True)
     study_uid, series_uid = generate_uid(), ""
     files = {}
-    for number, path in enumerate(paths):
+    for number, image in enumerate(images):
         if number % series_size == 0:
             series_uid = generate_uid()
-        gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-        dataset = pydicom.dcmread(io.BytesIO(dicom_bytes(gray)))
+        dataset = pydicom.dcmread(io.BytesIO(dicom_bytes(image)))
         dataset.StudyInstanceUID, dataset.SeriesInstanceUID = study_uid, series_uid
         dataset.InstanceNumber = number % series_size + 1
         target = folder / f"{dataset.SOPInstanceUID}.dcm"
@@ -209,3 +215,30 @@ def test_a_pacs_job_killed_midway_and_rerun_stores_one_seg_per_instance(
     assert rows == Counter(dict.fromkeys(sources, 1))
     stored = Counter(referenced_source(seg) for seg in pacs_segs(pacs))
     assert {sop: stored[sop] for sop in sources} == dict.fromkeys(sources, 1)
+
+
+def test_a_cine_loop_from_the_pacs_gets_one_multi_frame_seg(
+    ray_session, champion_store, pacs, busi_root, credentials, tmp_path
+):
+    image = cv2.imread(str(sorted((busi_root / "benign").glob("* (4*).png"))[0]), 0)
+    image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2))
+    frames = [np.roll(image, 2 * index, axis=1) for index in range(60)]
+    sources = upload_images(pacs, [frames, frames[0], frames[59]], tmp_path / "study", 3)
+    loop_sop, first_sop, last_sop = sources
+    study_uid = str(pydicom.dcmread(sources[loop_sop]).StudyInstanceUID)
+    query = DicomWebQuery(pacs.dicomweb_url, study_uids=(study_uid,), store_seg=True)
+    config = replace(job(tmp_path / "out", champion_store, query), limits=ImageLimits())
+    summary = run_segmentation(config)  # the loop is over the other tests' pixel limit
+    assert (summary.inputs, summary.segmented, summary.errors) == (3, 62, 0)
+
+    rows = read_table(tmp_path / "out", RESULTS_DIR).to_pylist()
+    loop = sorted((r for r in rows if loop_sop in r["relative_path"]), key=lambda r: r["frame"])
+    assert [r["frame"] for r in loop] == list(range(60))
+    masks = np.stack([cv2.imread(str(tmp_path / "out" / r["mask_path"]), 0) > 0 for r in loop])
+    segs = {referenced_source(seg): seg for seg in pacs_segs(pacs)}
+    seg = segs[loop_sop]
+    assert seg.NumberOfFrames == 60 and seg.SeriesInstanceUID == segs[first_sop].SeriesInstanceUID
+    np.testing.assert_array_equal(seg.pixel_array.astype(bool), masks)
+    assert dciodvfy_errors(seg, tmp_path / "check.dcm") == []
+    for sop, index in ((first_sop, 0), (last_sop, 59)):  # a loop's frame = the same still
+        np.testing.assert_array_equal(segs[sop].pixel_array.astype(bool), masks[index])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -226,3 +227,51 @@ def test_killed_driver_rerun_finishes_with_every_input_exactly_once(
     assert counts == Counter({item.source_path: 1 for item in list_inputs(archive)})
     assert len(counts) == 31
     assert not [p for p in output.rglob(".*") if p.is_file()], "temporary files left visible"
+
+
+#: A cine loop of this many frames, as the issue's acceptance asks.
+LOOP_FRAMES = 60
+#: Frames of the loop also written as still images, to compare with.
+STILLS = (0, 31, 59)
+
+
+def cine_frames(busi_root: Path) -> list[np.ndarray]:
+    """A sweep over a real BUSI image: each frame shifted a little further."""
+    image = gray(busi_images(busi_root, 1)[0])
+    return [np.roll(image, 3 * index, axis=1) for index in range(LOOP_FRAMES)]
+
+
+def test_a_cine_loop_gets_a_row_and_mask_per_frame_and_one_seg(
+    ray_session, champion_store, busi_root, tmp_path
+) -> None:
+    archive = tmp_path / "archive"
+    frames = cine_frames(busi_root)
+    write_dicom(archive / "loop.dcm", frames)
+    for index in STILLS:
+        write_dicom(archive / f"still-{index:02d}.dcm", frames[index])
+    write_dicom(archive / "too-long.dcm", [frames[0]] * (LOOP_FRAMES + 1))
+    output = tmp_path / "out"
+    limits = ImageLimits(max_frames=LOOP_FRAMES)
+    config = job_config(archive, output, champion_store, write_dicom_seg=True)
+    summary = run_segmentation(replace(config, limits=limits))
+    assert (summary.inputs, summary.segmented, summary.errors) == (5, LOOP_FRAMES + 3, 1)
+
+    results = read_table(output, RESULTS_DIR).to_pylist()
+    loop = sorted((r for r in results if r["source_path"] == "loop.dcm"), key=lambda r: r["frame"])
+    assert [r["frame"] for r in loop] == list(range(LOOP_FRAMES))
+    assert len({r["image_id"] for r in loop}) == LOOP_FRAMES
+    assert {r["dicom_seg_path"] for r in loop} == {"dicom_seg/loop.dcm.seg.dcm"}
+    masks = np.stack([cv2.imread(str(output / r["mask_path"]), 0) > 0 for r in loop])
+    assert loop[7]["mask_path"] == "masks/loop.dcm.frame0007.png"
+    seg = pydicom.dcmread(output / "dicom_seg/loop.dcm.seg.dcm")
+    assert seg.NumberOfFrames == LOOP_FRAMES
+    np.testing.assert_array_equal(seg.pixel_array.astype(bool), masks)
+    for index in STILLS:  # a frame of a loop is segmented as the same still image
+        (still,) = (r for r in results if r["source_path"] == f"still-{index:02d}.dcm")
+        assert still["frame"] is None
+        expected = cv2.imread(str(output / still["mask_path"]), 0) > 0
+        np.testing.assert_array_equal(masks[index], expected)
+        assert (still["route"], still["area_px"]) == (loop[index]["route"], loop[index]["area_px"])
+
+    (error,) = read_table(output, ERRORS_DIR).to_pylist()  # over the frame limit: one row
+    assert error["source_path"] == "too-long.dcm" and "61 frames" in error["message"]

@@ -3,9 +3,10 @@
 Layout under ``OUTPUT``::
 
     masks/<relative path>.png      mask, 0/255, the source's exact size
+    masks/<relative path>.frame0000.png  ... one per frame of a cine loop
     overlays/<relative path>.png   optional contour overlay
     dicom_seg/<relative path>.seg.dcm  optional DICOM Segmentation (DICOM inputs only)
-    results/part-<hash>.parquet    one row per segmented input
+    results/part-<hash>.parquet    one row per segmented image (a loop's frames each)
     errors/part-<hash>.parquet     one row per input that could not be segmented
 
 Every file is written to a hidden temporary name in its final folder and renamed
@@ -54,6 +55,7 @@ _FILE_COLUMNS = [
 RESULT_SCHEMA = pa.schema(
     [
         *_FILE_COLUMNS,
+        ("frame", pa.int32()),  # a cine loop's frame, from 0; empty for a still image
         ("height", pa.int32()),
         ("width", pa.int32()),
         ("route", pa.string()),

@@ -52,7 +52,8 @@ SUMMARY_FILE = "summary.json"
 
 @dataclass
 class SegmentSummary:
-    """What one run did (a rerun counts only what it did itself)."""
+    """What one run did (a rerun counts only what it did itself). Inputs are files or
+    instances; ``segmented`` counts images, each frame of a cine loop one."""
 
     inputs: int = 0
     already_done: int = 0

@@ -72,7 +72,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--max-pixels",
         type=int,
         default=ImageLimits().max_pixels,
-        help="larger images become error rows",
+        help="larger images (a cine loop: all its frames together) become error rows",
+    )
+    parser.add_argument(
+        "--max-frames",
+        type=int,
+        default=ImageLimits().max_frames,
+        help="longer cine loops become error rows (a loop's frames are held together)",
     )
     parser.add_argument("--address", help="Ray cluster address; default: $RAY_ADDRESS or local")
     return parser.parse_args(argv)
@@ -116,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         torch_threads=args.torch_threads,
         write_overlays=args.overlays,
         write_dicom_seg=args.dicom_seg,
-        limits=ImageLimits(max_pixels=args.max_pixels),
+        limits=ImageLimits(max_pixels=args.max_pixels, max_frames=args.max_frames),
         allow_outside_root=args.allow_outside_root,
     )
     init_ray(args.address)
