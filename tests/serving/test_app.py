@@ -145,6 +145,33 @@ def test_a_dicom_upload_gets_its_seg_and_a_preview(service, busi_png) -> None:
     assert png_body["area_mm2"] is None and png_body["bbox_mm"] is None  # no size stated
 
 
+def test_a_cine_loop_answers_per_frame_and_as_one_seg(service, busi_png) -> None:
+    data, _ = busi_png
+    gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    gray = cv2.resize(gray, (200, 150))  # 60 frames within the test app's byte limit
+    frames = [np.roll(gray, 2 * index, axis=1) for index in range(60)]
+    loop = dicom_bytes(frames)
+    answer = post(service, loop, "application/dicom")
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["frame_count"] == 60 and len(body["frames"]) == 60
+    masks = np.stack([mask_of(frame) > 0 for frame in body["frames"]])
+    assert masks.shape == (60, 150, 200) and "image_png_base64" in body
+    for index in (0, 59):  # a loop's frame is segmented as the same still image
+        still = post(service, dicom_bytes(frames[index]), "application/dicom").json()
+        np.testing.assert_array_equal(mask_of(still) > 0, masks[index])
+        assert still["route"] == body["frames"][index]["route"]
+    seg = post(service, loop, "application/dicom", format="dicom-seg")
+    assert seg.status_code == 200 and seg.headers["content-type"] == "application/dicom"
+    dataset = pydicom.dcmread(io.BytesIO(seg.content))
+    assert dataset.NumberOfFrames == 60
+    np.testing.assert_array_equal(dataset.pixel_array.astype(bool), masks)
+    png = post(service, loop, "application/dicom", format="png")
+    assert png.status_code == 400 and "cine loop" in png.json()["detail"]
+    too_long = post(service, dicom_bytes([gray[:8, :8]] * 121), "application/dicom")
+    assert too_long.status_code == 413 and "121 frames" in too_long.json()["detail"]
+
+
 def png_claiming(width: int, height: int) -> bytes:
     import struct
     import zlib

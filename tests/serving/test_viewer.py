@@ -54,7 +54,8 @@ def upload(browser, service: str, path) -> None:
     browser.find_element(By.ID, "file").send_keys(str(path))
     WebDriverWait(browser, 120).until(
         lambda d: (
-            d.find_element(By.ID, "status").text == "done" or d.find_element(By.ID, "error").text
+            d.find_element(By.ID, "status").text.startswith("done")
+            or d.find_element(By.ID, "error").text
         )
     )
     assert browser.find_element(By.ID, "error").text == ""
@@ -106,3 +107,15 @@ def test_a_dicom_upload_is_shown_from_the_service_s_preview(
     upload(browser, service, write_dicom(tmp_path / "study.dcm", gray))
     # The DICOM's own pixels, not a blank canvas.
     assert abs(image_brightness(browser) - float(gray.mean())) < 1.0
+
+
+def test_a_cine_loop_is_shown_by_its_first_frame(service, browser, busi_root, tmp_path) -> None:
+    from selenium.webdriver.common.by import By
+
+    from tumorseg.io.dicom import write_dicom
+
+    image_path = sorted((busi_root / "benign").glob("* ([0-9]).png"))[0]
+    gray = cv2.resize(cv2.imread(str(image_path), cv2.IMREAD_GRAYSCALE), (200, 150))
+    upload(browser, service, write_dicom(tmp_path / "loop.dcm", [gray, 255 - gray, gray]))
+    assert browser.find_element(By.ID, "status").text.startswith("done: a cine loop of 3 frames")
+    assert abs(image_brightness(browser) - float(gray.mean())) < 1.0  # frame 0, not frame 1

@@ -6,6 +6,11 @@ parameters (FastAPI's validation), 401 without the bearer token when one is set.
 503 means overloaded: Serve refuses requests beyond ``max_queued_requests``, and a
 downstream deployment that is saturated or restarting turns into a 503 with
 ``Retry-After`` rather than a 500.
+
+A cine loop (a multi-frame DICOM) is segmented frame by frame through the same
+deployments, ``FRAMES_IN_FLIGHT`` frames at a time (the deployments batch them with
+other requests' images); it answers as JSON with a result per frame, or as one
+multi-frame SEG.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads these annotations at runtime.
@@ -67,6 +72,10 @@ class Stages:
             *(getattr(self, f.name).options(_by_reference=by_reference) for f in fields(self))
         )
 
+
+#: Frames of one cine loop sent down the deployments at once: enough to fill their
+#: batches, few enough that one loop does not fill their queues.
+FRAMES_IN_FLIGHT = 8
 
 #: Bytes a multipart form may add to its file (boundaries, part headers, small fields).
 MULTIPART_OVERHEAD = 64 * 1024
@@ -178,39 +187,77 @@ class Ingress:
             is_dicom = looks_like_dicom(data, name)
             if format == "dicom-seg" and not is_dicom:
                 raise RequestError(415, "format=dicom-seg needs a DICOM upload (application/dicom)")
-            gray = await asyncio.to_thread(self._decode, data, name)
+            frames = await asyncio.to_thread(self._decode, data, name)
+            if len(frames) > 1 and format == "png":
+                raise RequestError(400, "format=png answers a still image: ask a cine loop "
+                                        "for format=json or format=dicom-seg")  # fmt: skip
         except RequestError as error:
             return JSONResponse({"detail": error.detail}, status_code=error.status)
         timings = {"decode": time.perf_counter() - start}
         try:
-            result, deployments = await self._run(gray, route, timings)
+            answers = await self._run_frames(frames, route)
         except Exception as error:  # the replica stays up; the answer says what happened
             status, detail, retry = failure_response(error)
             log.warning("segmentation failed downstream (%d): %r", status, error)
             headers = {"Retry-After": "1"} if retry else None
             return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+        results = [result for result, _, _ in answers]
         if is_dicom and (spacing := spacing_of(data)) is not None:
-            result.pixel_spacing_mm = spacing.at(result.bbox)
+            for result in results:
+                result.pixel_spacing_mm = spacing.at(result.bbox)
         encode_start = time.perf_counter()
-        mask_png = png_bytes(result.mask)
+        mask_pngs = [png_bytes(result.mask) for result in results]
         timings["encode"] = time.perf_counter() - encode_start
         timings["total"] = time.perf_counter() - start
         if format == "png":
-            return Response(mask_png, media_type="image/png", headers=result_headers(result))
+            mask, headers = mask_pngs[0], result_headers(results[0])
+            return Response(mask, media_type="image/png", headers=headers)
         if format == "dicom-seg":
-            from tumorseg.io.dicom_seg import dicom_seg_bytes  # highdicom: only when asked
-
-            try:
-                seg = await asyncio.to_thread(
-                    dicom_seg_bytes, data, result.mask, result.model_versions
-                )
-            except InvalidImageError as error:  # decodable pixels, headers a SEG cannot use
-                return JSONResponse({"detail": str(error)}, status_code=400)
-            return Response(seg, media_type="application/dicom", headers=result_headers(result))
-        payload = segment_payload(result, mask_png, deployments=deployments, timings=timings)
-        if is_dicom:  # a browser cannot draw a DICOM: give the viewer the decoded image
-            payload["image_png_base64"] = base64.b64encode(png_bytes(gray)).decode("ascii")
+            return await self._seg_response(data, results)
+        if len(frames) == 1:
+            (result, deployments, own), (png,) = answers[0], mask_pngs
+            payload = segment_payload(result, png, deployments=deployments, timings=own | timings)
+        else:
+            payload = {
+                "frame_count": len(frames),
+                "frames": [
+                    segment_payload(result, png, deployments=deployments, timings=own)
+                    for (result, deployments, own), png in zip(answers, mask_pngs, strict=True)
+                ],
+                "timings_ms": {stage: round(sec * 1000, 3) for stage, sec in timings.items()},
+            }
+        if is_dicom:  # a browser cannot draw a DICOM: give the viewer the (first) image
+            payload["image_png_base64"] = base64.b64encode(png_bytes(frames[0])).decode("ascii")
         return JSONResponse(payload)
+
+    async def _seg_response(self, data: bytes, results: list) -> Response:
+        import numpy as np
+
+        from tumorseg.io.dicom_seg import dicom_seg_bytes  # highdicom: only when asked
+
+        masks = np.stack([result.mask for result in results])
+        try:
+            seg = await asyncio.to_thread(dicom_seg_bytes, data, masks, results[0].model_versions)
+        except InvalidImageError as error:  # decodable pixels, headers a SEG cannot use
+            return JSONResponse({"detail": str(error)}, status_code=400)
+        return Response(seg, media_type="application/dicom", headers=result_headers(results[0]))
+
+    async def _run_frames(self, frames: list, forced_route) -> list[tuple[Any, list[str], dict]]:
+        """``(result, deployments, timings)`` per frame, ``FRAMES_IN_FLIGHT`` at a time."""
+        gate = asyncio.Semaphore(FRAMES_IN_FLIGHT)
+
+        async def one(gray) -> tuple[Any, list[str], dict]:
+            async with gate:
+                timings: dict[str, float] = {}
+                result, deployments = await self._run(gray, forced_route, timings)
+                return result, deployments, timings
+
+        tasks = [asyncio.ensure_future(one(gray)) for gray in frames]
+        try:
+            return list(await asyncio.gather(*tasks))
+        finally:
+            for task in tasks:  # one frame failed: the others stop too
+                task.cancel()
 
     async def _run(self, gray, forced_route, timings: dict[str, float]):
         stages = self.stages_by_value if gray.nbytes <= BY_VALUE_MAX_BYTES else self.stages
@@ -257,11 +304,12 @@ class Ingress:
             raise RequestError(400, "empty body: send the image's bytes")
         return data, name
 
-    def _decode(self, data: bytes, name: str):
-        from tumorseg.io import load_image
+    def _decode(self, data: bytes, name: str) -> list:
+        """The upload's frames (one for a still image)."""
+        from tumorseg.io import load_frames
 
         try:
-            return load_image(data, limits=self.settings.limits, name=name)
+            return load_frames(data, limits=self.settings.limits, name=name)
         except ImageTooLargeError as error:
             raise RequestError(413, str(error)) from error
         except InvalidImageError as error:

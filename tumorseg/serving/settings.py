@@ -65,7 +65,8 @@ class ServeSettings:
 
     models: ModelChoice
     max_bytes: int = 32 * 1024 * 1024
-    max_pixels: int = 16_000_000
+    max_pixels: int = 16_000_000  # a cine loop's frames count together
+    max_frames: int = 120  # frames of one cine loop (four seconds at 30 frames a second)
     api_token: str | None = None  # bearer token; None: no auth (local use)
     # Intra-op threads of each model replica; None keeps Ray's choice, one thread for
     # a replica with fractional CPUs. More only pays where replicas have cores of
@@ -80,6 +81,7 @@ class ServeSettings:
             max_pixels=self.max_pixels,
             max_bytes=self.max_bytes,
             max_decoded_bytes=4 * self.max_pixels,
+            max_frames=self.max_frames,
         )
 
     @classmethod
@@ -101,6 +103,7 @@ class ServeSettings:
             models=models,
             max_bytes=int(args.pop("max_bytes", cls.max_bytes)),
             max_pixels=int(args.pop("max_pixels", cls.max_pixels)),
+            max_frames=int(args.pop("max_frames", cls.max_frames)),
             api_token=_api_token(args.pop("api_token_env", ENV_API_TOKEN)),
             torch_threads=_optional_int(
                 args.pop("torch_threads", os.environ.get(ENV_TORCH_THREADS))
