@@ -47,21 +47,50 @@ def to_gray(pixels: np.ndarray, *, order: Literal["bgr", "rgb"] = "bgr") -> np.n
     return cv2.cvtColor(np.ascontiguousarray(work[..., :3]), code)
 
 
+#: Elements converted at once by :func:`to_uint8`: its float64 work stays at 8 MiB
+#: whatever the image's size (a 64-megapixel 16-bit image made several 512 MB copies).
+CHUNK_ELEMENTS = 1 << 20
+
+
 def to_uint8(arr: np.ndarray) -> np.ndarray:
     """Map any numeric array to ``uint8``: 8-bit data unchanged, others min..max → 0..255.
 
     Wide data (16-bit, float, signed) have no agreed display range, so the image's
     own range is stretched linearly. A constant image maps to all zeros;
-    non-finite values count as the minimum.
+    non-finite values count as the minimum. Converted a chunk at a time, so the
+    extra memory is the output plus ``CHUNK_ELEMENTS`` doubles.
     """
     if arr.dtype == np.uint8:
         return arr
-    work = arr.astype(np.float64)
-    finite = np.isfinite(work)
-    if not finite.any():
-        return np.zeros(arr.shape, dtype=np.uint8)
-    low, high = float(work[finite].min()), float(work[finite].max())
-    if high <= low:
-        return np.zeros(arr.shape, dtype=np.uint8)
-    scaled = (np.where(finite, work, low) - low) * (255.0 / (high - low))
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    flat = np.ascontiguousarray(arr).reshape(-1)
+    bounds = _finite_range(flat)
+    out = np.zeros(flat.shape, dtype=np.uint8)
+    if bounds is None:
+        return out.reshape(arr.shape)
+    low, high = bounds
+    scale = 255.0 / (high - low)
+    for start in range(0, flat.size, CHUNK_ELEMENTS):
+        work = flat[start : start + CHUNK_ELEMENTS].astype(np.float64)
+        work[~np.isfinite(work)] = low
+        work -= low
+        work *= scale
+        out[start : start + CHUNK_ELEMENTS] = np.clip(np.rint(work), 0, 255)
+    return out.reshape(arr.shape)
+
+
+def _finite_range(flat: np.ndarray) -> tuple[float, float] | None:
+    """``(min, max)`` over the finite values, or None when none or all equal."""
+    if np.issubdtype(flat.dtype, np.integer) or flat.dtype == np.bool_:
+        low, high = (float(flat.min()), float(flat.max())) if flat.size else (0.0, 0.0)
+    else:
+        lows, highs = [], []
+        for start in range(0, flat.size, CHUNK_ELEMENTS):
+            chunk = flat[start : start + CHUNK_ELEMENTS]
+            finite = chunk[np.isfinite(chunk)]
+            if finite.size:
+                lows.append(float(finite.min()))
+                highs.append(float(finite.max()))
+        if not lows:
+            return None
+        low, high = min(lows), max(highs)
+    return (low, high) if high > low else None
