@@ -22,7 +22,8 @@ def test_config_file_validates_and_names_every_deployment() -> None:
     (app,) = schema.applications
     assert app.import_path == "serve.app:build_app"
     assert {d.name for d in app.deployments} == {*MODEL_DEPLOYMENTS, "Ingress"}
-    assert raw["http_options"] == {"host": "127.0.0.1", "port": 8000}
+    # Serve's own end-to-end timeout: a stuck request ends as a 408, cancelled downstream
+    assert raw["http_options"] == {"host": "127.0.0.1", "port": 8000, "request_timeout_s": 60}
     # The file repeats no option of the code's: the defaults live in one place.
     for deployment in raw["applications"][0]["deployments"]:
         assert set(deployment) <= {"name", "user_config"}
