@@ -36,6 +36,7 @@ from tumorseg.tracking import (
     ModelNames,
     ModelNotFoundError,
     ModelSelector,
+    RegistryUnreachableError,
     load_baseline,
     load_model_set,
     promote_if_better,
@@ -238,6 +239,19 @@ def test_a_store_that_does_not_exist_is_named_not_created(tmp_path, monkeypatch)
     with pytest.raises(ModelNotFoundError, match=r"no MLflow store at .*mlflow\.db"):
         load_model_set()  # the default ./mlflow.db, absent here
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_server_that_does_not_answer_fails_at_once_by_name():
+    import socket
+    import time
+
+    with socket.socket() as listener:  # a free port, closed again: nobody listens there
+        listener.bind(("127.0.0.1", 0))
+        uri = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    started = time.monotonic()
+    with pytest.raises(RegistryUnreachableError, match=f"MLflow server at {uri} did not answer"):
+        load_model_set(uri)
+    assert time.monotonic() - started < 10  # not MLflow's minutes of retries
 
 
 def test_tracking_uri_argument_beats_the_process_default(store, monkeypatch, tmp_path):

@@ -18,6 +18,7 @@ from tumorseg.tracking.names import (
     ModelNames,
     ModelNotFoundError,
     ModelSelector,
+    RegistryUnreachableError,
 )
 from tumorseg.tracking.uris import resolve_tracking_uri
 
@@ -51,6 +52,7 @@ __all__ = [
     "ModelNames",
     "ModelNotFoundError",
     "ModelSelector",
+    "RegistryUnreachableError",
     "learning_curve_png",
     "load_baseline",
     "load_model_config",

@@ -31,6 +31,7 @@ from tumorseg.tracking.names import (
     ModelNames,
     ModelNotFoundError,
     ModelSelector,
+    RegistryUnreachableError,
 )
 from tumorseg.tracking.registry import TAG_MODEL_SET_ID, TAG_SEGMENTER_CONFIG
 from tumorseg.tracking.uris import registry_client, resolve_tracking_uri, sqlite_path
@@ -176,16 +177,39 @@ def _exists(client: MlflowClient, name: str) -> bool:
     return True
 
 
+#: How long a tracking server may take to answer the first question.
+REACHABLE_TIMEOUT_S = 5.0
+
+
 def existing_store(uri: str) -> str:
-    """``uri``, unless it names a SQLite file that does not exist: loading from it would
-    create an empty store there and then report every model missing."""
+    """``uri``, unless it names a SQLite file that does not exist (loading from it would
+    create an empty store there and then report every model missing) or a server that
+    does not answer (MLflow's client would retry for minutes)."""
     path = sqlite_path(uri)
     if path is not None and not Path(path).is_file():
         raise ModelNotFoundError(
             f"no MLflow store at {path}: pass --tracking-uri (or set MLFLOW_TRACKING_URI) "
             "to the store the training job registered its models in"
         )
+    if uri.startswith(("http://", "https://")):
+        _check_answers(uri)
     return uri
+
+
+def _check_answers(uri: str) -> None:
+    """Any HTTP answer will do (even 401 or 404): only silence is refused."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=REACHABLE_TIMEOUT_S).close()
+    except urllib.error.HTTPError:
+        return
+    except (OSError, ValueError) as error:  # refused, unresolvable, timed out, bad URL
+        raise RegistryUnreachableError(
+            f"the MLflow server at {uri} did not answer within {REACHABLE_TIMEOUT_S:.0f} s "
+            f"({error}): start it, or pass the right --tracking-uri / MLFLOW_TRACKING_URI"
+        ) from None
 
 
 def _check_one_set(found: dict[str, ModelVersion], uri: str) -> None:

@@ -16,6 +16,11 @@ class ModelNotFoundError(LookupError):
     """A registered model, alias or version asked for does not exist in the registry."""
 
 
+class RegistryUnreachableError(ModelNotFoundError):
+    """The tracking server did not answer at all: say so at once, instead of letting
+    MLflow's client retry for minutes."""
+
+
 class InconsistentModelSetError(ModelNotFoundError):
     """The versions found for the roles do not belong to one registered model set."""
 
