@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
 from tumorseg.config import BinarizerConfig, NetworkConfig
 from tumorseg.inference.tensors import predict_maps, resize, stack_resized
 from tumorseg.preprocessing.binarize import binarize
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 def binarize_images(images: Sequence[np.ndarray], binarizer: BinarizerConfig) -> list[np.ndarray]:

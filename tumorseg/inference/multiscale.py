@@ -11,14 +11,17 @@ then fused (:func:`fuse_passes`) and the result resized to each image's size.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
 from tumorseg.config import MultiScaleConfig, NetworkConfig
 from tumorseg.inference.tensors import predict, resize, sigmoid
 from tumorseg.partition import partition_squares
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 def to_canvas(image: np.ndarray, size: int) -> np.ndarray:

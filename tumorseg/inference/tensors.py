@@ -1,17 +1,27 @@
-"""Array ↔ tensor plumbing shared by every inference stage (and by training)."""
+"""Array ↔ tensor plumbing shared by every inference stage (and by training).
+
+torch is imported where a tensor is made, not with the module: the training corpus's
+decoding tasks prepare every network's inputs with the array helpers here, and a
+task worker that imported torch for nothing paid 3 s each.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
-from torch import nn
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 def select_device(device: str | torch.device | None = None) -> torch.device:
     """The requested device, else the first GPU when there is one, else the CPU."""
+    import torch
+
     if device is not None:
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -34,14 +44,16 @@ def stack_resized(images: Sequence[np.ndarray], size: int) -> np.ndarray:
     return out
 
 
-@torch.inference_mode()
 def predict(model: nn.Module, batch: np.ndarray, device: torch.device, chunk: int) -> np.ndarray:
     """Run ``model`` over ``batch`` in chunks (bounded memory) and return float32 outputs."""
+    import torch
+
     model.eval()
     outputs = []
-    for start in range(0, len(batch), chunk):
-        inputs = torch.from_numpy(np.ascontiguousarray(batch[start : start + chunk])).to(device)
-        outputs.append(model(inputs).float().cpu().numpy())
+    with torch.inference_mode():
+        for start in range(0, len(batch), chunk):
+            inputs = torch.from_numpy(np.ascontiguousarray(batch[start : start + chunk]))
+            outputs.append(model(inputs.to(device)).float().cpu().numpy())
     if not outputs:
         return np.empty((0,), dtype=np.float32)
     return np.concatenate(outputs)
