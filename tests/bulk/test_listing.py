@@ -136,3 +136,13 @@ def test_an_output_inside_the_input_is_refused(tmp_path) -> None:
     with pytest.raises(ValueError, match="is inside --input"):
         run_segmentation(config)
     assert not (tmp_path / "segmented").exists()
+
+
+def test_a_file_whose_mask_would_be_a_folder_of_outputs_is_an_error_row(tmp_path) -> None:
+    (tmp_path / "x.png").mkdir()
+    (tmp_path / "x.png" / "inside.png").write_bytes(b"png")
+    (tmp_path / "x").write_bytes(b"dicom")  # masks/x.png would be the folder masks/x.png/
+    (tmp_path / "y").write_bytes(b"dicom")
+    problems = {item.relative_path: item.problem for item in list_inputs(tmp_path)}
+    assert "collide with the folder x.png/" in problems["x"]
+    assert problems["x.png/inside.png"] == problems["y"] == ""

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 import pyarrow as pa
@@ -101,10 +101,31 @@ def list_inputs(
     """
     path = Path(source)
     if path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
-        return _manifest_inputs(path, allow_outside_root)
+        return _without_output_collisions(_manifest_inputs(path, allow_outside_root))
     if not path.is_dir():
         raise FileNotFoundError(f"--input {source}: no such folder or manifest (.csv/.parquet)")
-    return _folder_inputs(path)
+    return _without_output_collisions(_folder_inputs(path))
+
+
+#: What the outputs of an input add to its relative path (ledger.output_path's suffixes).
+OUTPUT_SUFFIXES = (".png", ".seg.dcm")
+
+
+def _without_output_collisions(inputs: list[InputFile]) -> list[InputFile]:
+    """Outputs mirror the input tree, so a file ``x`` (mask ``x.png``) and a folder
+    ``x.png/`` holding inputs (masks under ``x.png/``) cannot both have theirs: the file
+    becomes an error row, named, instead of failing at write in whichever order."""
+    folders = {parent.as_posix() for item in inputs for parent in Path(item.relative_path).parents}
+    checked = []
+    for item in inputs:
+        clashes = [
+            item.relative_path + s for s in OUTPUT_SUFFIXES if item.relative_path + s in folders
+        ]
+        if clashes and not item.problem:
+            problem = f"its outputs would collide with the folder {clashes[0]}/ (rename one)"
+            item = replace(item, problem=problem)
+        checked.append(item)
+    return checked
 
 
 def listing_table(inputs: list[InputFile]) -> pa.Table:
