@@ -120,17 +120,18 @@ def test_evaluate_job_on_the_trained_models_validation_split(trained, busi24, tm
     repo = Path(__file__).resolve().parents[2]
     output = tmp_path / "evaluation"
 
+    arguments = [
+        "--data", str(busi24), "--split", "val", "--tracking-uri", uri,
+        "--output", str(output), "--experiment", "smoke-test",
+    ]  # fmt: skip
+
     def evaluate(*extra: str) -> dict:
         done = subprocess.run(
-            [
-                sys.executable, str(repo / "jobs" / "evaluate.py"),
-                "--data", str(busi24), "--split", "val", "--tracking-uri", uri,
-                "--output", str(output), "--experiment", "smoke-test", *extra,
-            ],
+            [sys.executable, str(repo / "jobs" / "evaluate.py"), *arguments, *extra],
             capture_output=True,
             text=True,
             timeout=600,
-        )  # fmt: skip
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         return json.loads((output / "summary.json").read_text())
 
@@ -144,7 +145,13 @@ def test_evaluate_job_on_the_trained_models_validation_split(trained, busi24, tm
     assert (output / "predictions" / "cases.parquet").is_file()
     assert "## Alternatives, from the same predictions" in (output / "report.md").read_text()
     # The saved predictions rescored under another policy.
-    again = evaluate("--reuse-predictions", "--policy", "presence_source=none", "--no-compare")
+    # (in this process: the CLI's own main, without a second interpreter's start-up)
+    from tumorseg.cli.evaluate import main
+
+    rescore = ["--reuse-predictions", "--policy", "presence_source=none", "--no-compare"]
+    assert main([*arguments, *rescore]) == 0
+    mlflow.set_tracking_uri(None)  # main set this process's default; later tests use theirs
+    again = json.loads((output / "summary.json").read_text())
     assert again["n_images"] == summary["n_images"]
     assert again["settings"]["policy"]["presence_source"] == "none"
     assert again["fused"]["miss_rate"] == 0.0 or again["fused"]["dice"] is None
