@@ -254,7 +254,7 @@ class FirstStage(SegmenterStage):
         for row, stack in zip(rows, frames, strict=True):
             outputs = [next(firsts) for _ in stack]
             row["decisions"] = json.dumps([first.decision.to_record() for first in outputs])
-            results: list[Row | None] = [None] * len(stack)
+            results: list[Any] = [None] * len(stack)  # SegmentationResult, once finished
             pending = [first.graynet_map for first in outputs if first.needs_fcn]
             for index, (gray, first) in enumerate(zip(stack, outputs, strict=True)):
                 if not first.needs_fcn:
