@@ -18,6 +18,7 @@ import numpy as np
 import pydicom
 import pytest
 import requests
+from hostile_files import png_claiming
 from serving_helpers import MAX_BYTES, MAX_PIXELS, app_config, deploy
 
 from tumorseg.io.dicom import dicom_bytes
@@ -170,27 +171,6 @@ def test_a_cine_loop_answers_per_frame_and_as_one_seg(service, busi_png) -> None
     assert png.status_code == 400 and "cine loop" in png.json()["detail"]
     too_long = post(service, dicom_bytes([gray[:8, :8]] * 121), "application/dicom")
     assert too_long.status_code == 413 and "121 frames" in too_long.json()["detail"]
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, payload: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(payload))
-            + kind
-            + payload
-            + struct.pack(">I", zlib.crc32(kind + payload))
-        )
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 16))
-        + chunk(b"IEND", b"")
-    )
 
 
 def test_error_table_case_by_case_and_the_service_survives(service, busi_png) -> None:
