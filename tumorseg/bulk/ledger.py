@@ -97,8 +97,13 @@ ERROR_SCHEMA = pa.schema(
 )
 
 
+#: What an output adds to its input's relative path: masks and overlays, SEG files.
+IMAGE_SUFFIX = ".png"
+SEG_SUFFIX = ".seg.dcm"
+
+
 def output_path(
-    output: str | os.PathLike[str], folder: str, relative_path: str, suffix: str = ".png"
+    output: str | os.PathLike[str], folder: str, relative_path: str, suffix: str = IMAGE_SUFFIX
 ) -> Path:
     """``OUTPUT/<folder>/<relative path><suffix>``: the input's extension is kept, so
     ``a/b.dcm`` and ``a/b.png`` get different masks."""

@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 
 import pyarrow as pa
 
+from tumorseg.bulk.ledger import IMAGE_SUFFIX, SEG_SUFFIX
 from tumorseg.data.discovery import (
     MANIFEST_SUFFIXES,
     manifest_cell,
@@ -107,8 +108,8 @@ def list_inputs(
     return _without_output_collisions(_folder_inputs(path))
 
 
-#: What the outputs of an input add to its relative path (ledger.output_path's suffixes).
-OUTPUT_SUFFIXES = (".png", ".seg.dcm")
+#: What the outputs of an input add to its relative path.
+OUTPUT_SUFFIXES = (IMAGE_SUFFIX, SEG_SUFFIX)
 
 
 def _without_output_collisions(inputs: list[InputFile]) -> list[InputFile]:

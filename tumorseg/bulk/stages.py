@@ -48,10 +48,12 @@ from tumorseg.bulk.ledger import (
     DICOM_SEG_DIR,
     ERROR_SCHEMA,
     ERRORS_DIR,
+    IMAGE_SUFFIX,
     MASKS_DIR,
     OVERLAYS_DIR,
     RESULT_SCHEMA,
     RESULTS_DIR,
+    SEG_SUFFIX,
     commit_part,
     output_path,
     part_name,
@@ -444,7 +446,7 @@ def _write_outputs(
     if dicom_seg and seg is not None:
         from tumorseg.io.dicom_seg import encode_dataset
 
-        seg_file = output_path(output, DICOM_SEG_DIR, row["relative_path"], ".seg.dcm")
+        seg_file = output_path(output, DICOM_SEG_DIR, row["relative_path"], SEG_SUFFIX)
         write_atomic(seg_file, encode_dataset(seg))
         seg_path = str(seg_file.relative_to(output))
     records = json.loads(row["results"])
@@ -453,7 +455,7 @@ def _write_outputs(
     cine = is_cine(row)
     written = []
     for frame, (record, overlay) in enumerate(zip(records, overlays, strict=True)):
-        suffix = f".frame{frame:04d}.png" if cine else ".png"
+        suffix = f".frame{frame:04d}{IMAGE_SUFFIX}" if cine else IMAGE_SUFFIX
         mask_file = output_path(output, MASKS_DIR, row["relative_path"], suffix)
         write_atomic(mask_file, png_bytes(mask_of(row, frame)))
         overlay_path = None
