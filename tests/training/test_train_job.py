@@ -33,6 +33,7 @@ def trained(ray_session, busi24, tmp_path_factory):
         segmenter=replace(smoke.segmenter, networks=networks),
         graynet_init="baseline",
         classifier_init="baseline",
+        balance_classes=True,
         concurrent=True,
     )
     outcome = run_train_job(

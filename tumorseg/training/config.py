@@ -70,6 +70,9 @@ class TrainConfig:
     # "baseline": the ResNet classifier starts from the trained baseline's encoder (a
     # segmentation-trained encoder knows what a lesion looks like); "scratch": random.
     classifier_init: Literal["scratch", "baseline"] = "scratch"
+    # Weigh the classifier's cross-entropy by inverse class frequency on its training
+    # shard: normal images are one in six of BUSI, and tumor presence is their class.
+    balance_classes: bool = False
     # Choose presence, route, fusion and post-processing on the validation split's saved
     # predictions (tumorseg.evaluation.policy); off: keep the segmenter config's.
     choose_policy: bool = True
@@ -170,6 +173,7 @@ def _cpu() -> TrainConfig:
         torch_threads=2,
         graynet_init="baseline",
         classifier_init="baseline",
+        balance_classes=True,
     )
 
 

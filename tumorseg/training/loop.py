@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -52,7 +53,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(budget.epochs, 1))
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
-    loss_fn = _loss(spec)
+    loss_fn = _loss(spec, loop_config.get("class_weights")).to(device)
     state = _restore(model, optimizer, scheduler)
     generator = torch.Generator().manual_seed(
         config.seed + ray.train.get_context().get_world_rank()
@@ -100,9 +101,19 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         _report(metrics, model, optimizer, scheduler, state)
 
 
-def _loss(spec: NetworkRole) -> nn.Module:
+def balanced_weights(labels: Sequence[int], classes: int) -> list[float]:
+    """Inverse-frequency class weights, ``n / (classes * count)`` (scikit-learn's
+    "balanced"); a class absent from ``labels`` gets weight 1."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=classes)[:classes]
+    if len(labels) == 0:
+        return [1.0] * classes
+    return [len(labels) / (classes * c) if c else 1.0 for c in counts.tolist()]
+
+
+def _loss(spec: NetworkRole, class_weights: Sequence[float] | None = None) -> nn.Module:
     if spec.task == "classification":
-        return nn.CrossEntropyLoss()
+        weight = None if class_weights is None else torch.tensor(class_weights)
+        return nn.CrossEntropyLoss(weight=weight)
     return DiceCELoss(sigmoid=True, squared_pred=True, smooth_nr=1e-5, smooth_dr=1e-5)
 
 

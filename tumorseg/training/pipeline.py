@@ -22,6 +22,7 @@ import numpy as np
 import ray
 from torch import nn
 
+from tumorseg.config import CLASSES
 from tumorseg.data import ImageRecord
 from tumorseg.evaluation import (
     choose_policy,
@@ -32,11 +33,12 @@ from tumorseg.evaluation import (
 )
 from tumorseg.evaluation.evaluate import policy_settings
 from tumorseg.inference import ModelSet, Segmenter
-from tumorseg.networks import FUSED_ROLES, build_network
+from tumorseg.networks import FUSED_ROLES, build_network, network_role
 from tumorseg.tracking import ModelNames, promote_if_better, register_model_set
 from tumorseg.tracking.plots import learning_curve_png
 from tumorseg.training.config import TrainConfig
 from tumorseg.training.corpus import PreparedCorpus, prepare_corpus, role_datasets
+from tumorseg.training.loop import balanced_weights
 from tumorseg.training.trainer import FitResult, build_trainer, fit
 
 log = logging.getLogger("tumorseg.training")
@@ -143,7 +145,13 @@ def _fit_group(
         if datasets["val"].count() == 0:
             log.warning("%s: its validation shard is empty; its last epoch is kept", role)
         trainers[role] = build_trainer(
-            role, datasets, config, storage_path, f"{run_id}-{role}", (init or {}).get(role)
+            role,
+            datasets,
+            config,
+            storage_path,
+            f"{run_id}-{role}",
+            (init or {}).get(role),
+            _class_weights(datasets["train"], role, config),
         )
     if config.concurrent:
         with ThreadPoolExecutor(len(roles)) as pool:
@@ -154,6 +162,19 @@ def _fit_group(
         log.info("training %s", role)
         results[role] = fit(trainers[role], role)
     return results
+
+
+def _class_weights(train: ray.data.Dataset, role: str, config: TrainConfig) -> list[float] | None:
+    """Inverse-frequency weights of a classifier's classes on its training shard (mean 1
+    over the images), or None: unweighted."""
+    spec = network_role(role)
+    if spec.task != "classification" or not config.balance_classes:
+        return None
+    rows = train.select_columns([spec.target_column]).take_all()
+    labels = [int(row[spec.target_column]) for row in rows]
+    weights = balanced_weights(labels, len(CLASSES))
+    log.info("%s: class weights %s", role, ", ".join(f"{w:.2f}" for w in weights))
+    return weights
 
 
 def _restore(role: str, result: FitResult, config: TrainConfig) -> nn.Module:

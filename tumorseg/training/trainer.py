@@ -32,15 +32,22 @@ def build_trainer(
     storage_path: str,
     run_name: str,
     init_weights: ray.ObjectRef | None = None,
+    class_weights: list[float] | None = None,
 ) -> TorchTrainer:
     """A trainer whose workers resume from their last checkpoint after a failure.
 
     ``init_weights`` (a state dict in the object store) starts the network from
-    another's weights (see :func:`tumorseg.networks.transfer_weights`).
+    another's weights (see :func:`tumorseg.networks.transfer_weights`);
+    ``class_weights`` weigh a classifier's cross-entropy per class.
     """
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"role": role, "train": config.to_dict(), "init_weights": init_weights},
+        train_loop_config={
+            "role": role,
+            "train": config.to_dict(),
+            "init_weights": init_weights,
+            "class_weights": class_weights,
+        },
         scaling_config=ScalingConfig(
             num_workers=config.num_workers,
             use_gpu=config.use_gpu,
