@@ -173,7 +173,6 @@ def _cpu() -> TrainConfig:
         torch_threads=2,
         graynet_init="baseline",
         classifier_init="baseline",
-        balance_classes=True,
     )
 
 
