@@ -128,6 +128,18 @@ def test_a_manifest_lists_a_file_once_whatever_its_spelling(tmp_path) -> None:
     assert "NUL" in listed[1].problem
 
 
+def test_a_manifest_that_is_not_utf8_lists_its_bad_cells_as_problems(tmp_path) -> None:
+    """A Latin-1 manifest stops nothing: its other rows are listed as usual."""
+    touch(tmp_path / "good.png")
+    manifest = tmp_path / "m.csv"
+    manifest.write_bytes(b"image\ngood.png\nlatin1-\xe9.png\n")
+    listed = list_inputs(manifest)
+    assert [item.source_path for item in listed] == ["good.png", "latin1-\\xe9.png"]
+    assert not listed[0].problem and "not valid UTF-8" in listed[1].problem
+    table = listing_table(listed)  # Arrow takes it
+    assert table.num_rows == 2
+
+
 def test_an_output_inside_the_input_is_refused(tmp_path) -> None:
     from tumorseg.bulk import SegmentJobConfig, run_segmentation
 

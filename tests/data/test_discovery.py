@@ -312,3 +312,12 @@ def test_record_validation() -> None:
     record = ImageRecord("i", "p")
     with pytest.raises(AttributeError):
         record.label = "x"  # type: ignore[misc]
+
+
+def test_a_manifest_that_is_not_utf8_is_a_clear_error(tmp_path) -> None:
+    from tumorseg.data.discovery import manifest_table
+
+    manifest = tmp_path / "m.csv"
+    manifest.write_bytes(b"image\nlatin1-\xe9.png\n")
+    with pytest.raises(ValueError, match=r"not UTF-8 .*save it as UTF-8"):
+        manifest_table(manifest)

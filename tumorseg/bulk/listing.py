@@ -202,6 +202,9 @@ def _manifest_inputs(manifest: Path, allow_outside_root: bool) -> list[InputFile
         if "\0" in given:
             found.append(_problem(given.replace("\0", "\\0"), "a NUL byte in the path"))
             continue
+        if (printable := _printable(given)) != given:
+            found.append(_problem(printable, "path is not valid UTF-8; save the manifest as UTF-8"))
+            continue
         absolute = resolve_manifest_path(given, base)
         try:
             resolved = absolute.resolve()
@@ -228,7 +231,7 @@ def _manifest_inputs(manifest: Path, allow_outside_root: bool) -> list[InputFile
 
 def _manifest_paths(manifest: Path) -> list[str]:
     """The image paths of a manifest (discovery's reader; the first path-like column)."""
-    names, rows = manifest_table(manifest)
+    names, rows = manifest_table(manifest, undecodable="surrogateescape")
     column = next((c for c in MANIFEST_PATH_COLUMNS if c in names), None)
     if column is None:
         raise ValueError(

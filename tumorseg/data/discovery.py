@@ -267,18 +267,29 @@ def _dicom_header(path: Path) -> tuple[int, str | None]:
 # --------------------------------------------------------------------------- manifests
 
 
-def manifest_table(manifest: Path) -> tuple[list[str], list[dict[str, Any]]]:
-    """Column names and rows (dicts) of a CSV or Parquet manifest."""
+def manifest_table(
+    manifest: Path, undecodable: str = "strict"
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """Column names and rows (dicts) of a CSV or Parquet manifest.
+
+    A CSV's bytes that are not UTF-8 are an error (``undecodable="strict"``) or kept as
+    surrogates (``"surrogateescape"``), so that a caller can report each such cell.
+    """
     suffix = manifest.suffix.lower()
     if suffix == ".csv":
-        return _csv_table(manifest)
+        try:
+            return _csv_table(manifest, undecodable)
+        except UnicodeDecodeError as exc:
+            raise ValueError(
+                f"manifest {manifest} is not UTF-8 (byte {exc.start}): save it as UTF-8"
+            ) from exc
     if suffix == ".parquet":
         return _parquet_table(manifest)
     raise ValueError(f"manifest {manifest} must be a .csv or .parquet file")
 
 
-def _csv_table(manifest: Path) -> tuple[list[str], list[dict[str, Any]]]:
-    with open(manifest, newline="", encoding="utf-8-sig") as handle:
+def _csv_table(manifest: Path, undecodable: str) -> tuple[list[str], list[dict[str, Any]]]:
+    with open(manifest, newline="", encoding="utf-8-sig", errors=undecodable) as handle:
         reader = csv.reader(handle)
         header = [name.strip() for name in next(reader, [])]
         rows = [dict(zip(header, cells, strict=False)) for cells in reader if any(cells)]
