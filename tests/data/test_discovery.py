@@ -23,6 +23,7 @@ from tumorseg.data import (
     read_manifest,
 )
 from tumorseg.data import records as records_module
+from tumorseg.data.discovery import manifest_table
 from tumorseg.io import write_dicom
 
 
@@ -315,8 +316,6 @@ def test_record_validation() -> None:
 
 
 def test_a_manifest_that_is_not_utf8_is_a_clear_error(tmp_path) -> None:
-    from tumorseg.data.discovery import manifest_table
-
     manifest = tmp_path / "m.csv"
     manifest.write_bytes(b"image\nlatin1-\xe9.png\n")
     with pytest.raises(ValueError, match=r"not UTF-8 .*save it as UTF-8"):

@@ -104,9 +104,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 def balanced_weights(labels: Sequence[int], classes: int) -> list[float]:
     """Inverse-frequency class weights, ``n / (classes * count)`` (scikit-learn's
     "balanced"); a class absent from ``labels`` gets weight 1."""
-    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=classes)[:classes]
     if len(labels) == 0:
         return [1.0] * classes
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=classes)[:classes]
     return [len(labels) / (classes * c) if c else 1.0 for c in counts.tolist()]
 
 
