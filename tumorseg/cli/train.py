@@ -15,7 +15,7 @@ import argparse
 from tumorseg.cli import HelpFormatter
 from tumorseg.runtime import log_progress
 from tumorseg.tracking import ModelNames
-from tumorseg.training.config import PRESETS, preset_config
+from tumorseg.training.config import PRESETS, TrainConfig, preset_config
 from tumorseg.training.job import TrainJobOptions, run_train_job
 
 
@@ -65,6 +65,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     _switch(
         parser,
+        "--balance-classes",
+        "weigh the classifier's loss by inverse class frequency (default: preset's)",
+    )
+    _switch(
+        parser,
         "--choose-policy",
         "choose presence, route and fusion settings on the validation split (default: on)",
     )
@@ -79,11 +84,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    log_progress()
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The preset with the flags that were given; a contradiction exits with its reason."""
     try:
-        config = preset_config(
+        return preset_config(
             args.preset,
             num_workers=args.num_workers,
             use_gpu=args.use_gpu,
@@ -96,11 +100,18 @@ def main(argv: list[str] | None = None) -> int:
             train_baseline=args.baseline,
             graynet_init=args.graynet_init,
             classifier_init=args.classifier_init,
+            balance_classes=args.balance_classes,
             choose_policy=args.choose_policy,
             seed=args.seed,
         )
     except ValueError as error:  # flags that contradict each other or the preset
         raise SystemExit(f"tumorseg train: error: {error}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    log_progress()
+    config = train_config(args)
     run_train_job(
         TrainJobOptions(
             config=config,
