@@ -71,6 +71,10 @@ class NetworkConfig:
     graynet_input: Literal["binary", "binary+gray"] = "binary"
     fcn_tile_size: int = 64
     fcn_channels: tuple[int, ...] = (16, 32, 64)
+    # The tile FCN outputs a correction to the logit of its guide channel (the previous
+    # pass's map) instead of a map of its own, so that passing a good guide through is
+    # what it does before it learns anything (networks.tile_fcn.GuideResidual).
+    fcn_residual_guide: bool = False
 
     def __post_init__(self) -> None:
         _check_choice("classifier_backbone", self.classifier_backbone, ("cnn", "resnet"))

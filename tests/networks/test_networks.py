@@ -5,6 +5,7 @@ import torch
 
 from tumorseg.config import NetworkConfig
 from tumorseg.networks import FUSED_ROLES, ROLES, build_network
+from tumorseg.networks.tile_fcn import GUIDE_CHANNEL, GuideResidual
 
 
 def test_classifier_gives_one_logit_per_class() -> None:
@@ -30,6 +31,20 @@ def test_tile_fcn_is_fully_convolutional(size: int) -> None:
     assert not any(isinstance(m, torch.nn.Linear) for m in model.modules())
     with torch.no_grad():
         assert model(torch.zeros(2, 3, size, size)).shape == (2, 1, size, size)
+
+
+def test_the_residual_tile_fcn_corrects_the_logit_of_its_guide() -> None:
+    model = build_network("fcn", NetworkConfig(fcn_residual_guide=True)).eval()
+    assert isinstance(model, GuideResidual)
+    inputs = torch.rand(2, 3, 32, 32)
+    inputs[0, GUIDE_CHANNEL] = 0.5  # no previous pass: the guide adds nothing
+    inputs[1, GUIDE_CHANNEL] = 1.0  # a certain guide stays correctable (clipped)
+    with torch.no_grad():
+        correction = model.fcn(inputs)
+        out = model(inputs)
+    torch.testing.assert_close(out[0], correction[0])
+    expected = correction[1] + torch.logit(torch.tensor(0.99))
+    torch.testing.assert_close(out[1], expected)
 
 
 def test_registry_names_and_errors() -> None:
