@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
 from tumorseg.config import MultiScaleConfig
 from tumorseg.inference.multiscale import (
@@ -9,9 +11,9 @@ from tumorseg.inference.multiscale import (
     coarse_seeds,
     fuse_passes,
     pass_weights,
-    paste_tiles,
     tile_inputs,
 )
+from tumorseg.inference.tiling import paste_tiles
 from tumorseg.partition import partition_squares
 
 
@@ -22,7 +24,8 @@ def test_cut_then_paste_restores_a_piecewise_constant_canvas() -> None:
         canvas[y : y + side, x : x + side] = i / len(tiles)
     inputs = tile_inputs(canvas, None, tiles, 32)
     assert inputs.shape == (50, 3, 32, 32)
-    np.testing.assert_allclose(paste_tiles(inputs[:, :1], tiles, 128), canvas, atol=1e-6)
+    pasted = paste_tiles(torch.from_numpy(inputs[:, :1]), [tiles], 128)[0].numpy()
+    np.testing.assert_allclose(pasted, canvas, atol=1e-6)
     assert (inputs[:, 2] == UNKNOWN).all()  # no previous pass yet
 
 
@@ -40,16 +43,13 @@ def test_context_and_guide_channels() -> None:
 
 
 def test_coarse_seed_sees_the_whole_canvas_as_one_tile() -> None:
-    import torch
-    from torch import nn
-
     class Echo(nn.Module):  # returns its tile channel as logits: shows what it was given
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return (x[:, :1] - 0.5) * 20
 
     canvas = np.zeros((64, 64), np.float32)
     canvas[10:30, 20:50] = 1.0
-    (seed,) = coarse_seeds(Echo(), [canvas], 16, torch.device("cpu"))
+    (seed,) = coarse_seeds(Echo(), torch.from_numpy(canvas[None]), 16).numpy()
     assert seed.shape == (64, 64)
     assert seed[20, 35] > 0.9 and seed[50, 5] < 0.1  # the lesion comes back where it was
 

@@ -6,22 +6,30 @@ map (feedback unit), the first pass by a coarse whole-canvas seed when
 ``coarse_seed`` is on — runs the tile FCN on all tiles of all images in one
 batch, and pastes the tile outputs back. The passes are
 then fused (:func:`fuse_passes`) and the result resized to each image's size.
+
+From canvas to fused map the images stay tensors on the model's device (the cut
+and paste are batched: :mod:`tumorseg.inference.tiling`); only the partition, a
+search on the CPU, takes each pass's guide as an array. torch is imported where a
+pass runs: the training corpus's tasks cut tiles with :func:`tile_inputs` alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from tumorseg.config import MultiScaleConfig, NetworkConfig
-from tumorseg.inference.tensors import predict, resize, sigmoid
+from tumorseg.inference.tensors import predict_tensor, resize
 from tumorseg.partition import partition_squares
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
+
+#: A probability map: an array, or a tensor on the model's device.
+Map = TypeVar("Map", np.ndarray, "torch.Tensor")
 
 
 def to_canvas(image: np.ndarray, size: int) -> np.ndarray:
@@ -64,26 +72,30 @@ def whole_canvas(size: int) -> np.ndarray:
 
 
 def coarse_seeds(
+    model: nn.Module, canvases: torch.Tensor, tile_size: int, chunk: int = 256
+) -> torch.Tensor:
+    """The tile FCN's map of each whole canvas seen as one tile: pass one's guide.
+    ``canvases`` is ``(B, H, W)`` on the model's device; so is the answer."""
+    layouts = [whole_canvas(canvases.shape[-1])] * len(canvases)
+    return _fcn_pass(model, canvases, None, layouts, tile_size, chunk)
+
+
+def _fcn_pass(
     model: nn.Module,
-    canvases: Sequence[np.ndarray],
+    canvases: torch.Tensor,
+    guides: torch.Tensor | None,
+    layouts: Sequence[np.ndarray],
     tile_size: int,
-    device: torch.device,
-    chunk: int = 256,
-) -> list[np.ndarray]:
-    """The tile FCN's map of each whole canvas seen as one tile: pass one's guide."""
-    size = canvases[0].shape[0]
-    tiles = whole_canvas(size)
-    batch = np.concatenate([tile_inputs(canvas, None, tiles, tile_size) for canvas in canvases])
-    outputs = sigmoid(predict(model, batch, device, chunk))
-    return [paste_tiles(output[None], tiles, size) for output in outputs]
+    chunk: int,
+) -> torch.Tensor:
+    """One layering unit's probability maps: cut every tile, run the FCN, paste back."""
+    import torch
 
+    from tumorseg.inference.tiling import cut_tiles, paste_tiles
 
-def paste_tiles(outputs: np.ndarray, tiles: np.ndarray, size: int) -> np.ndarray:
-    """Inverse of cutting: a ``size × size`` map from per-tile ``(N, 1, t, t)`` outputs."""
-    canvas = np.empty((size, size), dtype=np.float32)
-    for output, (y, x, side) in zip(outputs, tiles, strict=True):
-        canvas[y : y + side, x : x + side] = resize(output[0], side, side)
-    return canvas
+    inputs = cut_tiles(canvases, guides, layouts, tile_size)
+    outputs = torch.sigmoid(predict_tensor(model, inputs, chunk))
+    return paste_tiles(outputs, layouts, canvases.shape[-1])
 
 
 def pass_weights(config: MultiScaleConfig) -> np.ndarray:
@@ -95,13 +107,14 @@ def pass_weights(config: MultiScaleConfig) -> np.ndarray:
     return raw / raw.sum()
 
 
-def fuse_passes(probabilities: Sequence[np.ndarray], config: MultiScaleConfig) -> np.ndarray:
-    """``"last"``: the last pass; ``"weighted"``: weighted mean of all passes' maps."""
+def fuse_passes(probabilities: Sequence[Map], config: MultiScaleConfig) -> Map:
+    """``"last"``: the last pass; ``"weighted"``: weighted mean of all passes' maps
+    (arrays or tensors)."""
     if config.fusion == "last":
         return probabilities[-1]
     if config.fusion == "weighted":
         weights = pass_weights(config)
-        return np.tensordot(weights, np.stack(probabilities), axes=1).astype(np.float32)
+        return sum(float(w) * p for w, p in zip(weights, probabilities, strict=True))
     raise ValueError(f"unknown fusion {config.fusion!r}; choose 'last' or 'weighted'")
 
 
@@ -122,54 +135,49 @@ def segment_heterogeneous(
     """
     if not images:
         return []
+    import torch
+
     size = multiscale.canvas_size
-    canvases = [to_canvas(image, size) for image in images]
-    current = _first_guides(model, canvases, networks, multiscale, device, chunk, guides)
-    history: list[list[np.ndarray]] = [[] for _ in images]
-    for n_tiles in multiscale.pass_tiles:
-        layouts = [
-            partition_squares(
-                size,
-                size,
-                n_tiles,
-                guide,
-                boundary_width=multiscale.guide_boundary_width,
-                guide_weight=multiscale.guide_weight,
-            )
-            for guide in current
-        ]
-        batch = np.concatenate(
-            [
-                tile_inputs(canvas, guide, tiles, networks.fcn_tile_size)
-                for canvas, guide, tiles in zip(canvases, current, layouts, strict=True)
+    with torch.inference_mode():
+        canvas_arrays = np.stack([to_canvas(image, size) for image in images])
+        canvases = torch.from_numpy(canvas_arrays).to(device)
+        current = _first_guides(model, canvases, networks, multiscale, chunk, guides)
+        history = []
+        for n_tiles in multiscale.pass_tiles:
+            guide_arrays = [None] * len(images) if current is None else current.cpu().numpy()
+            layouts = [
+                partition_squares(
+                    size,
+                    size,
+                    n_tiles,
+                    guide,
+                    boundary_width=multiscale.guide_boundary_width,
+                    guide_weight=multiscale.guide_weight,
+                )
+                for guide in guide_arrays
             ]
-        )
-        outputs = sigmoid(predict(model, batch, device, chunk))
-        offsets = np.cumsum([0] + [len(t) for t in layouts])
-        for i, tiles in enumerate(layouts):
-            probability = paste_tiles(outputs[offsets[i] : offsets[i + 1]], tiles, size)
-            history[i].append(probability)
-            current[i] = probability
-    return [
-        resize(fuse_passes(passes, multiscale), *image.shape)
-        for passes, image in zip(history, images, strict=True)
-    ]
+            current = _fcn_pass(model, canvases, current, layouts, networks.fcn_tile_size, chunk)
+            history.append(current)
+        fused = fuse_passes(history, multiscale).cpu().numpy()
+    return [resize(f, *image.shape) for f, image in zip(fused, images, strict=True)]
 
 
 def _first_guides(
     model: nn.Module,
-    canvases: list[np.ndarray],
+    canvases: torch.Tensor,
     networks: NetworkConfig,
     multiscale: MultiScaleConfig,
-    device: torch.device,
     chunk: int,
     guides: Sequence[np.ndarray] | None,
-) -> list[np.ndarray | None]:
+) -> torch.Tensor | None:
+    import torch
+
     size = multiscale.canvas_size
     if guides is not None:
         if len(guides) != len(canvases):
             raise ValueError(f"got {len(guides)} guides for {len(canvases)} images")
-        return [resize(np.asarray(g, dtype=np.float32), size, size) for g in guides]
+        resized = np.stack([resize(np.asarray(g, dtype=np.float32), size, size) for g in guides])
+        return torch.from_numpy(resized).to(canvases.device)
     if multiscale.coarse_seed:
-        return list(coarse_seeds(model, canvases, networks.fcn_tile_size, device, chunk))
-    return [None] * len(canvases)
+        return coarse_seeds(model, canvases, networks.fcn_tile_size, chunk)
+    return None

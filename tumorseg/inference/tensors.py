@@ -44,19 +44,22 @@ def stack_resized(images: Sequence[np.ndarray], size: int) -> np.ndarray:
     return out
 
 
-def predict(model: nn.Module, batch: np.ndarray, device: torch.device, chunk: int) -> np.ndarray:
-    """Run ``model`` over ``batch`` in chunks (bounded memory) and return float32 outputs."""
+def predict_tensor(model: nn.Module, batch: torch.Tensor, chunk: int) -> torch.Tensor:
+    """Float outputs of ``model`` over a batch already on its device, ``chunk`` at a time."""
     import torch
 
     model.eval()
-    outputs = []
     with torch.inference_mode():
-        for start in range(0, len(batch), chunk):
-            inputs = torch.from_numpy(np.ascontiguousarray(batch[start : start + chunk]))
-            outputs.append(model(inputs.to(device)).float().cpu().numpy())
-    if not outputs:
-        return np.empty((0,), dtype=np.float32)
-    return np.concatenate(outputs)
+        outputs = [model(batch[s : s + chunk]).float() for s in range(0, len(batch), chunk)]
+    return torch.cat(outputs) if outputs else batch.new_empty((0,))
+
+
+def predict(model: nn.Module, batch: np.ndarray, device: torch.device, chunk: int) -> np.ndarray:
+    """Run ``model`` over ``batch``, ``chunk`` at a time (bounded activations); float32 out."""
+    import torch
+
+    inputs = torch.from_numpy(np.ascontiguousarray(batch)).to(device)
+    return predict_tensor(model, inputs, chunk).cpu().numpy()
 
 
 def predict_maps(
