@@ -11,9 +11,9 @@ from tumorseg.inference.multiscale import (
     coarse_seeds,
     fuse_passes,
     pass_weights,
+    paste_tiles,
     tile_inputs,
 )
-from tumorseg.inference.tiling import paste_tiles
 from tumorseg.partition import partition_squares
 
 
@@ -24,8 +24,7 @@ def test_cut_then_paste_restores_a_piecewise_constant_canvas() -> None:
         canvas[y : y + side, x : x + side] = i / len(tiles)
     inputs = tile_inputs(canvas, None, tiles, 32)
     assert inputs.shape == (50, 3, 32, 32)
-    pasted = paste_tiles(torch.from_numpy(inputs[:, :1]), [tiles], 128)[0].numpy()
-    np.testing.assert_allclose(pasted, canvas, atol=1e-6)
+    np.testing.assert_allclose(paste_tiles(inputs[:, :1], tiles, 128), canvas, atol=1e-6)
     assert (inputs[:, 2] == UNKNOWN).all()  # no previous pass yet
 
 
@@ -49,9 +48,30 @@ def test_coarse_seed_sees_the_whole_canvas_as_one_tile() -> None:
 
     canvas = np.zeros((64, 64), np.float32)
     canvas[10:30, 20:50] = 1.0
-    (seed,) = coarse_seeds(Echo(), torch.from_numpy(canvas[None]), 16).numpy()
+    (seed,) = coarse_seeds(Echo(), canvas[None], 16)
     assert seed.shape == (64, 64)
     assert seed[20, 35] > 0.9 and seed[50, 5] < 0.1  # the lesion comes back where it was
+    (batched,) = coarse_seeds(Echo(), torch.from_numpy(canvas[None]), 16)  # the GPU path
+    np.testing.assert_allclose(batched.numpy(), seed, atol=1e-4)
+
+
+def test_a_pass_gives_the_same_maps_as_arrays_and_as_tensors() -> None:
+    """The CPU (OpenCV, tile by tile) and GPU (batched tensor) paths of one layering unit."""
+    from tumorseg.config import NetworkConfig
+    from tumorseg.inference.multiscale import _fcn_pass
+    from tumorseg.networks import build_network
+
+    torch.manual_seed(0)
+    model = build_network("fcn", NetworkConfig(fcn_channels=(8, 16))).eval()
+    rng = np.random.default_rng(0)
+    canvases = rng.random((2, 128, 128)).astype(np.float32)
+    guides = rng.random((2, 128, 128)).astype(np.float32)
+    layouts = [partition_squares(128, 128, 50, g) for g in guides]
+    arrays = _fcn_pass(model, canvases, guides, layouts, 32, chunk=64)
+    tensors = _fcn_pass(
+        model, torch.from_numpy(canvases), torch.from_numpy(guides), layouts, 32, chunk=64
+    )
+    np.testing.assert_allclose(tensors.numpy(), arrays, atol=1e-3)
 
 
 def test_fusion_rules() -> None:

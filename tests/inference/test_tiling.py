@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from tumorseg.inference.multiscale import paste_tiles as reference_paste
 from tumorseg.inference.multiscale import tile_inputs, whole_canvas
 from tumorseg.inference.tensors import resize
 from tumorseg.inference.tiling import cut_tiles, paste_tiles, resample_boxes
@@ -13,13 +14,6 @@ from tumorseg.partition import partition_squares
 
 #: OpenCV's float resize differs from exact area/linear weights by rounding only.
 TOLERANCE = 5e-4
-
-
-def reference_paste(outputs: np.ndarray, tiles: np.ndarray, size: int) -> np.ndarray:
-    canvas = np.empty((size, size), dtype=np.float32)
-    for output, (y, x, side) in zip(outputs, tiles, strict=True):
-        canvas[y : y + side, x : x + side] = resize(output[0], side, side)
-    return canvas
 
 
 @pytest.fixture(scope="module")
