@@ -116,3 +116,47 @@ def test_a_deflated_dicom_is_inflated_within_its_budget_or_refused() -> None:
         load_image(bomb, limits=limits)
     small = np.arange(40 * 30, dtype=np.uint8).reshape(40, 30)
     np.testing.assert_array_equal(load_image(deflated_dicom(small), limits=limits), small)
+
+
+def split_png(data: bytes, pieces: int, empty: int = 0) -> bytes:
+    """``data`` with its image data re-cut into ``pieces`` IDAT chunks and ``empty``
+    empty ancillary chunks before IEND."""
+    import struct
+
+    from imaging_helpers import png_chunk
+
+    pos, head, idat = 8, b"", b""
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        ctype, payload = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        if ctype == b"IDAT":
+            idat += payload
+        elif ctype != b"IEND":
+            head += data[pos : pos + 12 + length]
+        pos += 12 + length
+    step = -(-len(idat) // pieces)
+    chunks = [png_chunk(b"IDAT", idat[i : i + step]) for i in range(0, len(idat), step)]
+    filler = png_chunk(b"tEXt", b"") * empty
+    return data[:8] + head + b"".join(chunks) + filler + png_chunk(b"IEND", b"")
+
+
+def test_a_png_of_very_many_chunks_is_refused_before_its_walk_costs_seconds() -> None:
+    pixels = np.random.default_rng(0).integers(0, 255, (200, 200), np.uint8)
+    data = encoded(".png", pixels)
+    many_idat = split_png(data, 5_000)  # small IDAT chunks, as some encoders write: kept
+    np.testing.assert_array_equal(load_image(many_idat), pixels)
+    with pytest.raises(InvalidImageError, match="more than 10000 chunks"):
+        load_image(split_png(data, 1, empty=20_000))
+
+
+def test_a_progressive_jpeg_of_very_many_scans_is_refused() -> None:
+    pixels = np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8)
+    ok, buffer = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
+    assert ok
+    data = buffer.tobytes()
+    assert load_image(data).shape == (64, 64)  # an encoder's progressive file: kept
+    last_scan = data.rindex(b"\xff\xda")
+    scan = data[last_scan : data.rindex(b"\xff\xd9")]
+    bomb = data[:last_scan] + scan * 200 + b"\xff\xd9"  # the last refinement, 200 times
+    with pytest.raises(InvalidImageError, match=r"progressive scans \(at most 100\)"):
+        load_image(bomb)

@@ -24,6 +24,17 @@ _DICOM_MAGIC_OFFSET = 128
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
 _JPEG_SOS, _JPEG_EOI = 0xDA, 0xD9
+# Progressive and lossless-progressive frames: each scan is a pass over the whole image.
+_JPEG_PROGRESSIVE = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
+
+#: More chunks than this is refused: the walk over them is Python, and encoders write
+#: IDAT in 8-64 KB chunks (a 32 MB PNG has a few thousand), so only a hostile file
+#: comes near it (200 000 empty chunks took 2 s to walk).
+MAX_PNG_CHUNKS = 10_000
+#: More scans than this in a progressive JPEG is refused: the decoder passes over the
+#: whole image once per scan (encoders write about ten; libjpeg-turbo's fuzzers stop
+#: at 500), so a small file of many scans costs seconds of CPU.
+MAX_JPEG_SCANS = 100
 
 # TIFF tags read from the first IFD, and the field types they may use.
 _TIFF_WIDTH, _TIFF_HEIGHT = 256, 257
@@ -126,7 +137,7 @@ def _png_size(data: memoryview, source: str) -> tuple[int, int, int]:
     """Walk every chunk (length, type, CRC) up to IEND; the size, depth and colour type
     come from IHDR."""
     pos, size = len(PNG_SIGNATURE), None
-    while True:
+    for _ in range(MAX_PNG_CHUNKS):
         length, ctype = _unpack(">I4s", data, pos, source, "PNG")
         end = pos + 12 + length
         if end > len(data):
@@ -142,12 +153,15 @@ def _png_size(data: memoryview, source: str) -> tuple[int, int, int]:
         if ctype == b"IEND":
             return size
         pos = end
+    raise InvalidImageError(
+        source, f"refused PNG: more than {MAX_PNG_CHUNKS} chunks before its end (IEND)"
+    )
 
 
 def _jpeg_size(data: memoryview, source: str) -> tuple[int, int, int]:
     """Walk the header segments to the first scan; the scan must reach an EOI marker.
     The frame header gives the size, the sample precision and the components."""
-    pos, size = 2, None
+    pos, size, progressive = 2, None, False
     while True:
         marker, pos = _jpeg_marker(data, pos, source)
         if marker == _JPEG_EOI:
@@ -160,7 +174,9 @@ def _jpeg_size(data: memoryview, source: str) -> tuple[int, int, int]:
         if marker in _JPEG_SOF:
             precision, height, width, components = _unpack(">BHHB", data, pos + 2, source, "JPEG")
             size = (width, height, components * (2 if precision > 8 else 1))
+            progressive = marker in _JPEG_PROGRESSIVE
         if marker == _JPEG_SOS:
+            _jpeg_check_scans(data, pos, progressive, source)
             return _jpeg_check_end(data, pos + length, size, source)
         pos += length
 
@@ -176,6 +192,17 @@ def _jpeg_marker(data: memoryview, pos: int, source: str) -> tuple[int, int]:
     if pos >= len(data):
         raise _truncated(source, "JPEG", "the file ends inside the header")
     return data[pos], pos + 1
+
+
+def _jpeg_check_scans(data: memoryview, first_scan: int, progressive: bool, source: str) -> None:
+    """Count the scans of a progressive JPEG: start-of-scan markers (entropy-coded data
+    stuffs every 0xFF with 0x00, so the marker bytes occur nowhere else)."""
+    if progressive:
+        scans = bytes(data[first_scan:]).count(b"\xff\xda") + 1
+        if scans > MAX_JPEG_SCANS:
+            raise InvalidImageError(
+                source, f"refused JPEG: {scans} progressive scans (at most {MAX_JPEG_SCANS})"
+            )
 
 
 def _jpeg_check_end(
