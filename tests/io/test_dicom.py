@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
+import struct
 
 import cv2
 import numpy as np
@@ -229,3 +231,67 @@ def test_fuzz_corrupted_dicom_header(dicom_samples, kind: str, data) -> None:
     except InvalidImageError:
         return
     assert all(f.ndim == 2 and f.dtype == np.uint8 for f in frames)
+
+
+#: Elements whose values decide how pixels are read, with values a hostile or broken
+#: file may give them (None: the element is removed).
+PIXEL_ELEMENTS = {
+    "Rows": st.sampled_from([None, 0, 1, 7, 65535]),
+    "Columns": st.sampled_from([None, 0, 1, 9, 65535]),
+    "BitsAllocated": st.sampled_from([None, 0, 1, 7, 8, 12, 16, 32, 64]),
+    "BitsStored": st.sampled_from([None, 0, 1, 8, 12, 16, 40]),
+    "HighBit": st.sampled_from([None, 0, 7, 15, 63]),
+    "SamplesPerPixel": st.sampled_from([None, 0, 1, 2, 3, 4, 255]),
+    "PixelRepresentation": st.sampled_from([None, 0, 1, 2]),
+    "PlanarConfiguration": st.sampled_from([None, 0, 1, 7]),
+    "NumberOfFrames": st.sampled_from([None, "0", "1", "2", "-1", "100000", "x"]),
+    "PhotometricInterpretation": st.sampled_from(
+        [None, "MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "PALETTE COLOR", "XYZ", ""]
+    ),
+    "RescaleSlope": st.sampled_from([None, "0", "-1", "1e308", "nan"]),
+    "RescaleIntercept": st.sampled_from([None, "-1e308", "inf", "3"]),
+    "WindowCenter": st.sampled_from([None, "0", "1e308", "nan"]),
+    "WindowWidth": st.sampled_from([None, "0", "-5", "1e-300"]),
+}
+
+
+@pytest.fixture(scope="module")
+def structured_samples() -> dict[str, bytes]:
+    gray = np.random.default_rng(0).integers(0, 255, (12, 10), np.uint8)
+    rle = _dataset(dicom_bytes(gray))
+    rle.compress(RLELossless, encoding_plugin="pydicom")
+    return {
+        "mono": dicom_bytes(gray),
+        "multi": dicom_bytes([gray, gray]),
+        "rgb": dicom_bytes(np.stack([gray] * 3, axis=-1), photometric="RGB"),
+        "rle": _bytes_of(rle),
+    }
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about odd values
+@FUZZ
+@given(kind=st.sampled_from(["mono", "multi", "rgb", "rle"]), data=st.data())
+def test_fuzz_pixel_describing_elements(structured_samples, kind: str, data) -> None:
+    """Element-level mutations, not byte flips: each file still parses, but what it says
+    about its pixels is wrong. Frames of the promised kind, or InvalidImageError."""
+    ds = _dataset(structured_samples[kind])
+    chosen = data.draw(st.lists(st.sampled_from(sorted(PIXEL_ELEMENTS)), min_size=1, max_size=4))
+    for keyword in chosen:
+        value = data.draw(PIXEL_ELEMENTS[keyword])
+        if value is None:
+            if keyword in ds:
+                delattr(ds, keyword)
+        else:
+            with contextlib.suppress(ValueError, TypeError, OverflowError):
+                setattr(ds, keyword, value)  # what pydicom cannot hold, no file holds here
+    try:
+        raw = _bytes_of(ds)
+    except (ValueError, TypeError, OverflowError, struct.error):
+        return  # pydicom cannot even write such a value: no file to read
+    try:
+        frames = load_frames(raw, name="fuzz.dcm")
+    except InvalidImageError as exc:
+        assert exc.reason
+        return
+    assert frames
+    assert all(f.ndim == 2 and f.dtype == np.uint8 and f.size for f in frames)
