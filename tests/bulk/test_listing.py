@@ -140,6 +140,13 @@ def test_a_manifest_that_is_not_utf8_lists_its_bad_cells_as_problems(tmp_path) -
     assert table.num_rows == 2
 
 
+def test_a_manifest_whose_column_names_are_not_utf8_says_so(tmp_path) -> None:
+    manifest = tmp_path / "m.csv"
+    manifest.write_bytes(b"image,r\xe9sultat\ngood.png,1\n")
+    with pytest.raises(ValueError, match=r"column names .* are not UTF-8: save it as UTF-8"):
+        list_inputs(manifest)
+
+
 def test_an_output_inside_the_input_is_refused(tmp_path) -> None:
     from tumorseg.bulk import SegmentJobConfig, run_segmentation
 
@@ -158,3 +165,19 @@ def test_a_file_whose_mask_would_be_a_folder_of_outputs_is_an_error_row(tmp_path
     problems = {item.relative_path: item.problem for item in list_inputs(tmp_path)}
     assert "collide with the folder x.png/" in problems["x"]
     assert problems["x.png/inside.png"] == problems["y"] == ""
+
+
+def test_names_that_would_take_a_cine_loops_frame_masks_are_error_rows(tmp_path) -> None:
+    (tmp_path / "loop").write_bytes(b"dicom")  # a cine loop's masks: loop.frame0000.png…
+    (tmp_path / "loop.frame0002.png").mkdir()
+    touch(tmp_path / "loop.frame0002.png" / "inside.png")
+    problems = {item.relative_path: item.problem for item in list_inputs(tmp_path)}
+    assert "collide with the folder loop.frame0002.png/" in problems["loop"]
+    assert problems["loop.frame0002.png/inside.png"] == ""
+    (tmp_path / "clip").write_bytes(b"dicom")
+    (tmp_path / "clip.frame0001").write_bytes(b"dicom")  # its mask: clip.frame0001.png
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("image\nclip\nclip.frame0001\n")
+    problems = {item.relative_path: item.problem for item in list_inputs(manifest)}
+    assert "name of a frame of clip" in problems["clip.frame0001"]
+    assert problems["clip"] == ""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
@@ -110,23 +111,44 @@ def list_inputs(
 
 #: What the outputs of an input add to its relative path.
 OUTPUT_SUFFIXES = (IMAGE_SUFFIX, SEG_SUFFIX)
+#: A cine loop's masks are ``<relative path>.frameNNNN.png`` (bulk.stages).
+_FRAME = re.compile(r"^(?P<owner>.+)\.frame\d{4}$")
 
 
 def _without_output_collisions(inputs: list[InputFile]) -> list[InputFile]:
-    """Outputs mirror the input tree, so a file ``x`` (mask ``x.png``) and a folder
-    ``x.png/`` holding inputs (masks under ``x.png/``) cannot both have theirs: the file
-    becomes an error row, named, instead of failing at write in whichever order."""
+    """Outputs mirror the input tree, so a file ``x`` (mask ``x.png``, or
+    ``x.frame0000.png``… for a cine loop) and a folder ``x.png/`` or
+    ``x.frame0000.png/`` holding inputs cannot both have theirs; nor can ``x`` and a
+    file ``x.frame0000`` (whose mask is a frame name of ``x``'s). The second file
+    becomes an error row, named, instead of failing or overwriting at write."""
     folders = {parent.as_posix() for item in inputs for parent in Path(item.relative_path).parents}
+    frame_folders: dict[str, str] = {}
+    for folder in folders:
+        if folder.endswith(IMAGE_SUFFIX) and (found := _FRAME.match(folder[: -len(IMAGE_SUFFIX)])):
+            frame_folders.setdefault(found["owner"], folder)
+    files = {item.relative_path for item in inputs}
     checked = []
     for item in inputs:
-        clashes = [
-            item.relative_path + s for s in OUTPUT_SUFFIXES if item.relative_path + s in folders
-        ]
-        if clashes and not item.problem:
-            problem = f"its outputs would collide with the folder {clashes[0]}/ (rename one)"
-            item = replace(item, problem=problem)
+        if not item.problem:
+            item = replace(
+                item, problem=_collision(item.relative_path, folders, frame_folders, files)
+            )
         checked.append(item)
     return checked
+
+
+def _collision(
+    relative: str, folders: set[str], frame_folders: dict[str, str], files: set[str]
+) -> str:
+    """Why ``relative``'s outputs cannot be written, or ``""``."""
+    clashes = [relative + s for s in OUTPUT_SUFFIXES if relative + s in folders]
+    if relative in frame_folders:
+        clashes.append(frame_folders[relative])
+    if clashes:
+        return f"its outputs would collide with the folder {clashes[0]}/ (rename one)"
+    if (found := _FRAME.match(relative)) and found["owner"] in files:
+        return f"its mask would take the name of a frame of {found['owner']} (rename one)"
+    return ""
 
 
 def listing_table(inputs: list[InputFile]) -> pa.Table:

@@ -292,8 +292,17 @@ def _csv_table(manifest: Path, undecodable: str) -> tuple[list[str], list[dict[s
     with open(manifest, newline="", encoding="utf-8-sig", errors=undecodable) as handle:
         reader = csv.reader(handle)
         header = [name.strip() for name in next(reader, [])]
+        if any(_undecodable(name) for name in header):
+            raise ValueError(
+                f"the column names of manifest {manifest} are not UTF-8: save it as UTF-8"
+            )
         rows = [dict(zip(header, cells, strict=False)) for cells in reader if any(cells)]
     return header, rows
+
+
+def _undecodable(text: str) -> bool:
+    """Whether ``text`` holds bytes kept as surrogates (``errors="surrogateescape"``)."""
+    return any("\udc80" <= char <= "\udcff" for char in text)
 
 
 def _parquet_table(manifest: Path) -> tuple[list[str], list[dict[str, Any]]]:
