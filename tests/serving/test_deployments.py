@@ -30,6 +30,25 @@ def test_every_model_deployment_serves_a_model_folder_with_its_own_network(tmp_p
     assert binarizer.binarizer == config.binarizer
 
 
+def test_a_switch_that_fails_keeps_the_set_the_replica_serves(tmp_path) -> None:
+    import asyncio
+
+    config = preset_config("smoke").segmenter
+    models = ModelSet.untrained(config.networks, seed=3)
+    save_model_folder(tmp_path / "model", models, config)
+    settings = ServeSettings.from_args({"model_folder": str(tmp_path / "model")})
+    for deployment in (GrayNet, Binarizer):
+        replica = deployment.func_or_class(settings)
+        before = asyncio.run(replica.ready())
+        replica.reconfigure({"model_folder": str(tmp_path / "missing")})  # does not raise
+        replica.reconfigure({"alias": "x"})  # nor does a bad key
+        assert replica.choice == settings.models
+        answer = asyncio.run(replica.ready())
+        assert answer.startswith(before) and "switch failed: ValueError" in answer
+        replica.reconfigure(None)  # back to the app's own set: the failure is over
+        assert asyncio.run(replica.ready()) == before
+
+
 def test_a_stage_without_its_network_says_which_is_missing(tmp_path) -> None:
     config = preset_config("smoke").segmenter
     save_model_folder(tmp_path / "model", ModelSet.untrained(config.networks), config)

@@ -42,17 +42,30 @@ log = logging.getLogger("ray.serve")
 
 
 class _Reconfigurable:
-    """Serves one :class:`ModelChoice`; ``reconfigure`` (Serve's user_config) switches it."""
+    """Serves one :class:`ModelChoice`; ``reconfigure`` (Serve's user_config) switches it.
+
+    A switch that fails (a set that does not load, a bad user_config) leaves the
+    replica serving the set it had (a new replica: the app's own, loaded first), says so
+    in its readiness answer and logs why: raising would make Serve replace every
+    replica, each of which would fail again. Every result names the versions it used.
+    """
 
     def __init__(self, settings: ServeSettings) -> None:
         self._default = settings.models
         self.choice: ModelChoice | None = None
+        self.switch_error = ""
         self._load(settings.models)
 
     def reconfigure(self, user_config: dict[str, Any] | None) -> None:
-        choice = ModelChoice.from_user_config(user_config, self._default)
-        if choice != self.choice:
-            self._load(choice)
+        try:
+            choice = ModelChoice.from_user_config(user_config, self._default)
+            if choice != self.choice:
+                self._load(choice)
+        except Exception as error:
+            self.switch_error = f"{type(error).__name__}: {error}"[:500]
+            log.error("%s keeps %s: the switch failed: %s", type(self).__name__, self.choice, error)
+            return
+        self.switch_error = ""
 
     def _load(self, choice: ModelChoice) -> None:
         raise NotImplementedError
@@ -62,8 +75,9 @@ class _Reconfigurable:
         raise NotImplementedError
 
     async def ready(self) -> str:
-        """For the ingress's readiness check."""
-        return self._loaded()
+        """For the ingress's readiness check (with a failed switch, what failed)."""
+        loaded = self._loaded()
+        return f"{loaded} (switch failed: {self.switch_error})" if self.switch_error else loaded
 
     def check_health(self) -> None:
         """Serve's health check: a replica without its models is restarted."""
