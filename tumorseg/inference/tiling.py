@@ -1,13 +1,13 @@
 """The layering unit's cut and paste as batched tensor operations on the model's device.
 
-The splitter and merger of the multi-scale FCN, shaped like MONAI's sliding-window
-inferer (it never owns the model): :func:`cut_tiles` makes every FCN input of a pass
-(tile, context window, guide) for all images in one resampling call per channel
-group, and :func:`paste_tiles` puts the outputs back in one more. Both resample as
-:func:`tumorseg.inference.tensors.resize` does, area when shrinking and linear when
-enlarging with OpenCV's pixel-centre convention, so that these tiles equal those the
-training job cuts with NumPy (:func:`tumorseg.inference.multiscale.tile_inputs`, kept
-there because the corpus tasks do not import torch).
+The splitter and merger of the multi-scale FCN on a GPU, shaped like MONAI's
+sliding-window inferer (it never owns the model): :func:`cut_tiles` makes every FCN
+input of a pass (tile, context window, guide) for all images in one resampling call
+per channel group, and :func:`paste_tiles` puts the outputs back in one more. Both
+resample as :func:`tumorseg.inference.tensors.resize` does, area when shrinking and
+linear when enlarging with OpenCV's pixel-centre convention, so that these tiles
+equal those cut tile by tile with OpenCV (:func:`~tumorseg.inference.multiscale.tile_inputs`),
+which the training corpus's tasks (no torch there) and CPU inference (faster there) use.
 """
 
 from __future__ import annotations
