@@ -89,6 +89,26 @@ def test_modality_lut_is_applied(small_gray) -> None:
     assert np.abs(image - np.rint(expected)).max() <= 1
 
 
+def test_luts_work_in_float32_and_agree_with_pydicom(small_gray) -> None:
+    """No float64 copy of a whole cine loop: 4 bytes a pixel, pydicom's values."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    from tumorseg.io.dicom import _apply_luts
+
+    ds = _dataset(dicom_bytes([small_gray.astype(np.uint16) * 10] * 3))
+    ds.RescaleSlope, ds.RescaleIntercept = 0.5, -20
+    ds.WindowCenter, ds.WindowWidth = 300, 400
+    frames = ds.pixel_array
+    got = _apply_luts(frames, ds)
+    assert got.dtype == np.float32 and got.shape == frames.shape
+    rescaled = apply_modality_lut(frames, ds)
+    expected = np.stack([apply_voi_lut(frame, ds) for frame in rescaled])
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-3)
+    ds.RescaleIntercept = "-1e308"  # beyond float32: a clear error, not a black image
+    with pytest.raises(InvalidImageError, match=r"rescale .* is out of range"):
+        load_image(_bytes_of(ds))
+
+
 def test_voi_window_is_applied(small_gray) -> None:
     ds = _dataset(dicom_bytes(small_gray))
     ds.WindowCenter, ds.WindowWidth = 100, 40

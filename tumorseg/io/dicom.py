@@ -12,7 +12,7 @@ import io
 import os
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -179,7 +179,7 @@ def decode_dicom(
     if frames.ndim == 4:
         gray = np.stack([to_gray(frame, order="rgb") for frame in frames])
     else:
-        gray = _apply_luts(frames, ds)
+        gray = _apply_luts(frames, ds, source)
     gray8 = to_uint8(gray)
     if photometric == "MONOCHROME1":
         gray8 = 255 - gray8
@@ -258,16 +258,38 @@ def _decoded_pixels(ds: Dataset, source: str) -> np.ndarray:
     return arr[np.newaxis] if arr.ndim == single_frame_ndim else arr
 
 
-def _apply_luts(frames: np.ndarray, ds: Dataset) -> np.ndarray:
-    """Modality LUT (rescale) then VOI LUT (window), only when the file asks for them."""
+def _apply_luts(frames: np.ndarray, ds: Dataset, source: str = "<dataset>") -> np.ndarray:
+    """Modality LUT (rescale) then VOI LUT (window), only when the file asks for them.
+
+    Results are float32 (4 bytes a pixel): a rescale in place on one copy, LUT
+    sequences and windows through pydicom a frame at a time into one output, since
+    pydicom's own functions return float64 copies of the whole cine loop.
+    """
     out = frames
-    has_rescale = float(ds.get("RescaleSlope", 1) or 1) != 1 or float(
-        ds.get("RescaleIntercept", 0) or 0
-    )
-    if has_rescale or "ModalityLUTSequence" in ds:
-        out = apply_modality_lut(out, ds)
+    slope = float(ds.get("RescaleSlope", 1) or 1)
+    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    if not all(abs(v) <= _FLOAT32_MAX for v in (slope, intercept)):  # nan and inf too
+        raise InvalidImageError(
+            source, f"DICOM rescale (slope {slope}, intercept {intercept}) is out of range"
+        )
+    if "ModalityLUTSequence" in ds:
+        out = _per_frame(apply_modality_lut, out, ds)
+    elif slope != 1 or intercept:
+        out = out.astype(np.float32)
+        out *= np.float32(slope)
+        out += np.float32(intercept)
     if "WindowCenter" in ds or "VOILUTSequence" in ds:
-        out = np.stack([apply_voi_lut(frame, ds) for frame in out])
+        out = _per_frame(apply_voi_lut, out, ds)
+    return out
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _per_frame(lut: Callable[[np.ndarray, Dataset], np.ndarray], frames, ds) -> np.ndarray:
+    out = np.empty(frames.shape, dtype=np.float32)
+    for i, frame in enumerate(frames):
+        out[i] = lut(frame, ds)
     return out
 
 
