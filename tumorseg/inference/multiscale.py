@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 
 from tumorseg.config import MultiScaleConfig, NetworkConfig
-from tumorseg.inference.tensors import predict_tensor, resize
+from tumorseg.inference.tensors import predict, predict_tensor, resize, sigmoid
 from tumorseg.partition import partition_squares
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ def _fcn_pass(
         per_image = [None] * len(canvases) if guides is None else guides
         cut = zip(canvases, per_image, layouts, strict=True)
         batch = np.concatenate([tile_inputs(c, g, t, tile_size) for c, g, t in cut])
-        outputs = torch.sigmoid(predict_tensor(model, torch.from_numpy(batch), chunk)).numpy()
+        outputs = sigmoid(predict(model, batch, torch.device("cpu"), chunk))
         ends = np.cumsum([len(t) for t in layouts])
         pieces = np.split(outputs, ends[:-1])
         return np.stack([paste_tiles(o, t, size) for o, t in zip(pieces, layouts, strict=True)])

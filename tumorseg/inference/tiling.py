@@ -85,6 +85,12 @@ def layout_tensor(layouts: Sequence[np.ndarray], device: torch.device) -> torch.
     return torch.from_numpy(out).to(device)
 
 
+def _present(layouts: Sequence[np.ndarray], n_max: int, device: torch.device) -> torch.Tensor:
+    """``(B, n_max)``: which rows of :func:`layout_tensor` are real tiles."""
+    counts = torch.tensor([len(tiles) for tiles in layouts], device=device)
+    return torch.arange(n_max, device=device)[None, :] < counts[:, None]
+
+
 def cut_tiles(
     canvases: torch.Tensor,
     guides: torch.Tensor | None,
@@ -118,9 +124,7 @@ def cut_tiles(
     )
     channels = torch.cat([inside[:, :1], context, inside[:, 1:]], dim=1)
     channels = channels.reshape(batch, 3, n_max, tile_size, tile_size).transpose(1, 2)
-    valid = torch.tensor([len(t) for t in layouts], device=canvases.device)
-    keep = torch.arange(n_max, device=canvases.device)[None, :] < valid[:, None]
-    return channels[keep]
+    return channels[_present(layouts, n_max, canvases.device)]
 
 
 def paste_tiles(outputs: torch.Tensor, layouts: Sequence[np.ndarray], size: int) -> torch.Tensor:
@@ -130,11 +134,7 @@ def paste_tiles(outputs: torch.Tensor, layouts: Sequence[np.ndarray], size: int)
     boxes = layout_tensor(layouts, device)
     batch, n_max = boxes.shape[:2]
     stacked = outputs.new_zeros((batch, n_max, tile, tile))
-    valid = (
-        torch.arange(n_max, device=device)[None, :]
-        < torch.tensor([len(t) for t in layouts], device=device)[:, None]
-    )
-    stacked[valid] = outputs[:, 0]
+    stacked[_present(layouts, n_max, device)] = outputs[:, 0]
     labels = torch.from_numpy(_tile_labels(layouts, size)).to(device)  # (B, size, size)
     owner = torch.gather(boxes, 1, labels.reshape(batch, -1, 1).expand(-1, -1, 3))
     rows = torch.arange(size, device=device, dtype=torch.float64)

@@ -258,6 +258,9 @@ def _decoded_pixels(ds: Dataset, source: str) -> np.ndarray:
     return arr[np.newaxis] if arr.ndim == single_frame_ndim else arr
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _apply_luts(frames: np.ndarray, ds: Dataset, source: str = "<dataset>") -> np.ndarray:
     """Modality LUT (rescale) then VOI LUT (window), only when the file asks for them.
 
@@ -283,10 +286,9 @@ def _apply_luts(frames: np.ndarray, ds: Dataset, source: str = "<dataset>") -> n
     return out
 
 
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def _per_frame(lut: Callable[[np.ndarray, Dataset], np.ndarray], frames, ds) -> np.ndarray:
+def _per_frame(
+    lut: Callable[[np.ndarray, Dataset], np.ndarray], frames: np.ndarray, ds: Dataset
+) -> np.ndarray:
     out = np.empty(frames.shape, dtype=np.float32)
     for i, frame in enumerate(frames):
         out[i] = lut(frame, ds)
