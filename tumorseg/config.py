@@ -28,6 +28,15 @@ class ImageLimits:
     # The most frames of a cine loop: a loop is segmented as one unit (one SEG), so its
     # frames are held together; 300 is ten seconds at 30 frames a second.
     max_frames: int = 300
+    # Wall-clock seconds one file may take to decode (None: no limit). The byte and
+    # pixel budgets bound most decoders' work; this catches what slips past them.
+    max_decode_seconds: float | None = 30.0
+
+    def __post_init__(self) -> None:
+        if self.max_decode_seconds is not None and not self.max_decode_seconds > 0:
+            raise ValueError(
+                f"max_decode_seconds must be positive or None, got {self.max_decode_seconds}"
+            )
 
 
 @dataclass(frozen=True)

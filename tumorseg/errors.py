@@ -22,6 +22,11 @@ class ImageTooLargeError(InvalidImageError):
     """An input over the configured byte or pixel limit (HTTP 413 rather than 400)."""
 
 
+class DecodeTimeoutError(ImageTooLargeError):
+    """An input that took longer than the configured time to decode (HTTP 413: too
+    costly to process, like one over the byte or pixel limit)."""
+
+
 class ModelArtifactError(ValueError):
     """A saved network that is not tensors plus a description, or whose tensors do not
     fit the network it describes.

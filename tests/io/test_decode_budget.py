@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tumorseg.config import ImageLimits
-from tumorseg.errors import ImageTooLargeError, InvalidImageError
+from tumorseg.errors import DecodeTimeoutError, ImageTooLargeError, InvalidImageError
 from tumorseg.io import load_frames, load_image
 from tumorseg.io.dicom import dicom_bytes
 from tumorseg.io.headers import raster_header
@@ -160,3 +160,25 @@ def test_a_progressive_jpeg_of_very_many_scans_is_refused() -> None:
     bomb = data[:last_scan] + scan * 200 + b"\xff\xd9"  # the last refinement, 200 times
     with pytest.raises(InvalidImageError, match=r"progressive scans \(at most 100\)"):
         load_image(bomb)
+
+
+def test_a_decode_longer_than_the_time_limit_is_refused() -> None:
+    # A 4000 x 4000 noise PNG takes tens of milliseconds to decode: far beyond 1 ms.
+    noise = np.random.default_rng(0).integers(0, 256, (4000, 4000), dtype=np.uint8)
+    data = encoded(".png", noise)
+    with pytest.raises(DecodeTimeoutError, match=r"longer than 0\.001 s to decode"):
+        load_frames(data, limits=ImageLimits(max_decode_seconds=0.001), name="slow.png")
+    # The same file decodes within the default limit, and with none.
+    assert load_image(data).shape == (4000, 4000)
+    assert load_image(data, limits=ImageLimits(max_decode_seconds=None)).shape == (4000, 4000)
+
+
+def test_a_decoder_error_inside_the_time_limit_is_still_the_decoder_error() -> None:
+    with pytest.raises(InvalidImageError, match="not a recognised image format"):
+        load_frames(b"plain text, not an image", limits=ImageLimits(max_decode_seconds=5.0))
+
+
+@pytest.mark.parametrize("seconds", [0.0, -1.0])
+def test_the_time_limit_must_be_positive(seconds) -> None:
+    with pytest.raises(ValueError, match="max_decode_seconds must be positive"):
+        ImageLimits(max_decode_seconds=seconds)

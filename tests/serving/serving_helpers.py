@@ -6,6 +6,7 @@ from typing import Any
 
 MAX_BYTES = 2_000_000
 MAX_PIXELS = 4_000_000
+UPLOAD_SECONDS = 3.0  # short, so that a test can outwait it
 DEPLOYMENTS = ("Ingress", "Classifier", "Binarizer", "GrayNet", "MultiScaleFCN")
 
 
@@ -26,7 +27,12 @@ def app_config(store: str, port: int, user_config: dict[str, Any] | None = None)
                 "name": "tumorseg",
                 "route_prefix": "/",
                 "import_path": "tumorseg.serving.app:build_app",
-                "args": {"tracking_uri": store, "max_bytes": MAX_BYTES, "max_pixels": MAX_PIXELS},
+                "args": {
+                    "tracking_uri": store,
+                    "max_bytes": MAX_BYTES,
+                    "max_pixels": MAX_PIXELS,
+                    "upload_seconds": UPLOAD_SECONDS,
+                },
                 "deployments": deployments,
             }
         ],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import socket
 import threading
 import time
 from collections import Counter
@@ -19,7 +20,7 @@ import pydicom
 import pytest
 import requests
 from hostile_files import png_claiming
-from serving_helpers import MAX_BYTES, MAX_PIXELS, app_config, deploy
+from serving_helpers import MAX_BYTES, MAX_PIXELS, UPLOAD_SECONDS, app_config, deploy
 
 from tumorseg.io.dicom import dicom_bytes
 from tumorseg.serving.ingress import BY_VALUE_MAX_BYTES
@@ -220,6 +221,26 @@ def test_error_table_case_by_case_and_the_service_survives(service, busi_png) ->
     for response, _ in cases.values():
         assert "detail" in response.json()
     assert post(service, data).status_code == 200  # no replica was harmed
+
+
+def test_a_body_slower_than_the_upload_time_is_a_408(service, busi_png) -> None:
+    """A client that sends a tenth of what it declares and waits (a slow upload) gets
+    a 408 once ``upload_seconds`` have passed, not a replica slot held indefinitely."""
+    data, _ = busi_png
+    host, port = service.removeprefix("http://").split(":")
+    head = (
+        "POST /v1/segment HTTP/1.1\r\n"
+        f"Host: {host}\r\nContent-Type: image/png\r\nContent-Length: {len(data)}\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=60) as client:
+        client.sendall(head.encode("ascii") + data[: len(data) // 10])
+        start = time.monotonic()
+        reply = client.recv(65536)
+        waited = time.monotonic() - start
+    assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
+    assert b"did not arrive within" in reply
+    assert UPLOAD_SECONDS - 0.5 <= waited < UPLOAD_SECONDS + 30
+    assert post(service, data).status_code == 200  # the replica is free again
 
 
 def test_health_models_and_docs(service) -> None:

@@ -60,3 +60,12 @@ def test_torch_threads_come_from_args_then_the_environment(monkeypatch) -> None:
     assert ServeSettings.from_args({}).torch_threads == 3
     with pytest.raises(ValueError, match="at least 1"):
         ServeSettings.from_args({"torch_threads": 0})
+
+
+def test_upload_and_decode_seconds_come_from_args_and_must_be_positive() -> None:
+    settings = ServeSettings.from_args({"upload_seconds": 5, "decode_seconds": 2.5})
+    assert (settings.upload_seconds, settings.decode_seconds) == (5.0, 2.5)
+    assert settings.limits.max_decode_seconds == 2.5  # what each request decodes under
+    for name in ("upload_seconds", "decode_seconds"):
+        with pytest.raises(ValueError, match=f"{name} must be positive"):
+            ServeSettings.from_args({name: 0})

@@ -7,7 +7,8 @@ never from the file name, because archives mislabel files (one exception: a
 DICOM dataset without the 128-byte preamble is accepted when named ``.dcm``).
 
 Every failure (missing or empty file, truncated or corrupt data, unsupported
-format, DICOM without pixels, too many pixels or bytes, wrong argument type) is
+format, DICOM without pixels, too many pixels or bytes, longer than
+``ImageLimits.max_decode_seconds`` to decode, wrong argument type) is
 raised as :class:`~tumorseg.errors.InvalidImageError` naming the source, so a
 batch job can turn it into an error row and a server into an HTTP 4xx without
 catching anything else.
@@ -22,22 +23,25 @@ multi-page TIFF is read; multi-frame DICOM gives one array per frame.
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
+import threading
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
 
 from tumorseg.config import ImageLimits
-from tumorseg.errors import ImageTooLargeError, InvalidImageError
+from tumorseg.errors import DecodeTimeoutError, ImageTooLargeError, InvalidImageError
 from tumorseg.io.dicom import DICOM_SUFFIXES, decode_dicom
 from tumorseg.io.headers import check_size, raster_header, sniff_format
 from tumorseg.preprocessing.grayscale import to_gray, to_uint8
 
 ImageSource = str | os.PathLike[str] | bytes | bytearray | memoryview
 _BYTES_TYPES = (bytes, bytearray, memoryview)
+log = logging.getLogger("tumorseg.io")
 _T = TypeVar("_T")
 
 
@@ -52,7 +56,12 @@ def load_frames(
     limits = limits or ImageLimits()
     label = source_name(source, name)
     data = read_source(source, label, limits)
-    return _guarded(label, lambda: _decode_frames(data, label, limits, _suffix(source, name)))
+    suffix = _suffix(source, name)
+    return _within_time(
+        label,
+        limits.max_decode_seconds,
+        lambda: _guarded(label, lambda: _decode_frames(data, label, limits, suffix)),
+    )
 
 
 def load_image(
@@ -147,6 +156,34 @@ def _read_file(path: str | os.PathLike[str], label: str, limits: ImageLimits) ->
             return handle.read(limits.max_bytes + 1)
     except OSError as exc:
         raise InvalidImageError(label, f"file cannot be read ({exc.strerror or exc})") from exc
+
+
+def _within_time(label: str, seconds: float | None, decode: Callable[[], _T]) -> _T:
+    """Run ``decode`` in a thread of its own and give up waiting after ``seconds``.
+
+    A decoder in C cannot be interrupted, so a timed-out thread runs on to its end
+    (bounded by the byte and pixel budgets) while the caller moves on to its next
+    input; the thread is a daemon, so it never holds a process open.
+    """
+    if seconds is None:
+        return decode()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = decode()
+        except BaseException as error:  # re-raised in the caller's thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=run, name="tumorseg-decode", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        log.warning("%s: gave up decoding after %.3g s; its thread runs on", label, seconds)
+        raise DecodeTimeoutError(label, f"took longer than {seconds:g} s to decode")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def _guarded(label: str, decode: Callable[[], _T]) -> _T:

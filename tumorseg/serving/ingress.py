@@ -163,7 +163,10 @@ class Ingress:
 
     @api.post(
         "/v1/segment",
-        responses={200: {"content": {"image/png": {}}}, 400: {}, 413: {}, 415: {}, 503: {}},
+        responses={
+            200: {"content": {"image/png": {}}},
+            **{status: {} for status in (400, 408, 413, 415, 503)},
+        },
     )
     async def segment(
         self,
@@ -289,11 +292,7 @@ class Ingress:
         # A form's boundaries and headers come on top of its file: allow a little more.
         allowed = limit + MULTIPART_OVERHEAD if kind == MULTIPART else limit
         check_declared_length(request.headers.get("content-length"), allowed)
-        body = bytearray()
-        async for chunk in request.stream():  # counted as it streams (chunked bodies too)
-            body += chunk
-            if len(body) > allowed:
-                raise RequestError(413, f"body is over the limit of {limit} bytes")
+        body = await self._receive_body(request, allowed, limit)
         if kind == MULTIPART:
             data, name = await _form_file(request, bytes(body))
         else:
@@ -303,6 +302,22 @@ class Ingress:
         if not data:
             raise RequestError(400, "empty body: send the image's bytes")
         return data, name
+
+    async def _receive_body(self, request: Request, allowed: int, limit: int) -> bytearray:
+        """The body, counted as it streams (chunked bodies too), within the upload time."""
+        seconds = self.settings.upload_seconds
+        body = bytearray()
+        try:
+            async with asyncio.timeout(seconds):
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > allowed:
+                        raise RequestError(413, f"body is over the limit of {limit} bytes")
+        except TimeoutError as error:
+            raise RequestError(
+                408, f"the body did not arrive within {seconds:g} s ({len(body)} bytes came)"
+            ) from error
+        return body
 
     def _decode(self, data: bytes, name: str) -> list:
         """The upload's frames (one for a still image)."""

@@ -72,6 +72,15 @@ class ServeSettings:
     # a replica with fractional CPUs. More only pays where replicas have cores of
     # their own: on 2 shared cores, 2 threads cut throughput at concurrency 4 by 4×.
     torch_threads: int | None = None
+    # Seconds a request's body may take to arrive (a slow upload holds a replica's
+    # slot: 408 after this) and its image to decode (413 after this).
+    upload_seconds: float = 30.0
+    decode_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("upload_seconds", "decode_seconds"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
     @property
     def limits(self) -> ImageLimits:
@@ -82,6 +91,7 @@ class ServeSettings:
             max_bytes=self.max_bytes,
             max_decoded_bytes=4 * self.max_pixels,
             max_frames=self.max_frames,
+            max_decode_seconds=self.decode_seconds,
         )
 
     @classmethod
@@ -108,6 +118,8 @@ class ServeSettings:
             torch_threads=_optional_int(
                 args.pop("torch_threads", os.environ.get(ENV_TORCH_THREADS))
             ),
+            upload_seconds=float(args.pop("upload_seconds", cls.upload_seconds)),
+            decode_seconds=float(args.pop("decode_seconds", cls.decode_seconds)),
         )
         if args:
             raise ValueError(f"unknown application args {sorted(args)}")
