@@ -140,6 +140,15 @@ def test_a_manifest_that_is_not_utf8_lists_its_bad_cells_as_problems(tmp_path) -
     assert table.num_rows == 2
 
 
+def test_an_empty_manifest_cell_is_a_problem_row_not_dropped(tmp_path) -> None:
+    touch(tmp_path / "good.png")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("image,label\ngood.png,benign\n,malignant\n")
+    listed = list_inputs(manifest)
+    assert [item.source_path for item in listed] == ["good.png", "<m.csv row 2>"]
+    assert not listed[0].problem and listed[1].problem == "empty path cell"
+
+
 def test_a_manifest_whose_column_names_are_not_utf8_says_so(tmp_path) -> None:
     manifest = tmp_path / "m.csv"
     manifest.write_bytes(b"image,r\xe9sultat\ngood.png,1\n")

@@ -220,7 +220,10 @@ def _is_mask_of_present_image(filename: str, present: set[str]) -> bool:
 def _manifest_inputs(manifest: Path, allow_outside_root: bool) -> list[InputFile]:
     base = manifest.resolve().parent
     found, seen = [], set()
-    for given in _manifest_paths(manifest):
+    for number, given in enumerate(_manifest_paths(manifest), start=1):
+        if given is None:  # the row is there, its path is not: say so rather than drop it
+            found.append(_problem(f"<{manifest.name} row {number}>", "empty path cell"))
+            continue
         if "\0" in given:
             found.append(_problem(given.replace("\0", "\\0"), "a NUL byte in the path"))
             continue
@@ -251,8 +254,9 @@ def _manifest_inputs(manifest: Path, allow_outside_root: bool) -> list[InputFile
     return found
 
 
-def _manifest_paths(manifest: Path) -> list[str]:
-    """The image paths of a manifest (discovery's reader; the first path-like column)."""
+def _manifest_paths(manifest: Path) -> list[str | None]:
+    """The image path of each manifest row (discovery's reader; the first path-like
+    column), ``None`` where the cell is empty."""
     names, rows = manifest_table(manifest, undecodable="surrogateescape")
     column = next((c for c in MANIFEST_PATH_COLUMNS if c in names), None)
     if column is None:
@@ -260,7 +264,7 @@ def _manifest_paths(manifest: Path) -> list[str]:
             f"manifest {manifest} needs one of the columns {list(MANIFEST_PATH_COLUMNS)}; "
             f"it has {list(names)}"
         )
-    return [text for row in rows if (text := manifest_cell(row.get(column))) is not None]
+    return [manifest_cell(row.get(column)) for row in rows]
 
 
 def _stat_input(absolute: str, *, source_path: str, relative_path: str) -> InputFile | None:
