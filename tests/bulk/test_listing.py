@@ -149,6 +149,17 @@ def test_an_empty_manifest_cell_is_a_problem_row_not_dropped(tmp_path) -> None:
     assert not listed[0].problem and listed[1].problem == "empty path cell"
 
 
+def test_a_symlink_loop_listed_in_a_manifest_is_a_problem_row(tmp_path) -> None:
+    touch(tmp_path / "good.png")
+    (tmp_path / "loop-a.png").symlink_to(tmp_path / "loop-b.png")
+    (tmp_path / "loop-b.png").symlink_to(tmp_path / "loop-a.png")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("image\nloop-a.png\ngood.png\n")
+    listed = list_inputs(manifest)
+    assert [item.source_path for item in listed] == ["loop-a.png", "good.png"]
+    assert "unresolvable path" in listed[0].problem and not listed[1].problem
+
+
 def test_a_manifest_whose_column_names_are_not_utf8_says_so(tmp_path) -> None:
     manifest = tmp_path / "m.csv"
     manifest.write_bytes(b"image,r\xe9sultat\ngood.png,1\n")
