@@ -136,7 +136,8 @@ class SegmenterConfig:
     * **Route** (``route_source``): p(heterogeneous) from the classifier, or from the
       heterogeneity score measured on the gray net's mask (the patent's own criterion
       on a predicted lesion: ``sigmoid((score - triage.threshold) / route_score_scale)``).
-      Above ``route_threshold`` the image takes the FCN route.
+      Above ``route_threshold`` the image takes the FCN route; at 1.0 every image
+      takes the gray net.
     * **Fusion** on the FCN route: ``"hard"`` keeps the FCN's map (patent-faithful),
       ``"soft"`` averages the FCN's and the gray net's maps weighted by
       p(heterogeneous). The homogeneous route keeps the gray net's map.
@@ -162,7 +163,7 @@ class SegmenterConfig:
     route_threshold: float = 0.5
     fusion: Literal["hard", "soft"] = "soft"
     fcn_guide: Literal["graynet", "own"] = "graynet"
-    presence_source: Literal["none", "classifier", "map", "both"] = "both"
+    presence_source: Literal["none", "classifier", "map", "both"] = "map"
     presence_threshold: float = 0.5
     # Average the full-image networks' maps with those of the left-right flipped image.
     flip_tta: bool = False
@@ -171,8 +172,8 @@ class SegmenterConfig:
         unknown = sorted(set(self.largest_component_routes) - set(ROUTES))
         if unknown:
             raise ValueError(f"largest_component_routes: unknown routes {unknown}")
-        if not 0.0 < self.route_threshold < 1.0:
-            raise ValueError(f"route_threshold must lie in (0, 1), got {self.route_threshold}")
+        if not 0.0 < self.route_threshold <= 1.0:
+            raise ValueError(f"route_threshold must lie in (0, 1], got {self.route_threshold}")
         if not 0.0 <= self.presence_threshold <= 1.0:
             raise ValueError(
                 f"presence_threshold must lie in [0, 1], got {self.presence_threshold}"

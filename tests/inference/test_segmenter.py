@@ -78,8 +78,13 @@ def test_route_threshold_moves_images_between_routes(busi_images) -> None:
     for het, homo in zip(decided[0.001], decided[0.999], strict=True):
         assert het.route_confidence + homo.route_confidence == pytest.approx(1.0, abs=1e-5)
         assert het.pass_tiles and not homo.pass_tiles
-    with pytest.raises(ValueError, match="route_threshold"):
-        SegmenterConfig(route_threshold=1.0)
+    only_gray = Segmenter.untrained(
+        seed=0, config=SegmenterConfig(route_threshold=1.0, presence_source="none")
+    ).segment_batch(busi_images[:2])
+    assert {r.route for r in only_gray} == {"homogeneous"}  # 1.0: every image on the gray net
+    for bad in (0.0, 1.01):
+        with pytest.raises(ValueError, match="route_threshold"):
+            SegmenterConfig(route_threshold=bad)
 
 
 def test_routes_and_reports_confidence(segmenter, busi_images) -> None:
