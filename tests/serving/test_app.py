@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import socket
 import threading
 import time
@@ -223,6 +224,25 @@ def test_error_table_case_by_case_and_the_service_survives(service, busi_png) ->
     assert post(service, data).status_code == 200  # no replica was harmed
 
 
+def read_reply(client: socket.socket) -> bytes:
+    """One whole HTTP/1.1 reply: its head, then as many body bytes as it declares (the
+    head and the body may arrive in separate segments)."""
+    reply = b""
+    while b"\r\n\r\n" not in reply:
+        chunk = client.recv(65536)
+        if not chunk:
+            return reply
+        reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    declared = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    while declared and len(body) < int(declared.group(1)):
+        chunk = client.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
 def test_a_body_slower_than_the_upload_time_is_a_408(service, busi_png) -> None:
     """A client that sends a tenth of what it declares and waits (a slow upload) gets
     a 408 once ``upload_seconds`` have passed, not a replica slot held indefinitely."""
@@ -235,7 +255,7 @@ def test_a_body_slower_than_the_upload_time_is_a_408(service, busi_png) -> None:
     with socket.create_connection((host, int(port)), timeout=60) as client:
         client.sendall(head.encode("ascii") + data[: len(data) // 10])
         start = time.monotonic()
-        reply = client.recv(65536)
+        reply = read_reply(client)
         waited = time.monotonic() - start
     assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
     assert b"did not arrive within" in reply
