@@ -134,6 +134,8 @@ def dicom_root(tmp_path) -> Path:
     write_dicom(root / "p1" / "study" / "loop.dcm", [image, image.T.copy().T, 255 - image])
     write_dicom(root / "p2" / "scan.bin", 255 - image, patient_id="P2", photometric="RGB")
     write_dicom(root / "p2" / "bare.dcm", image // 2, preamble=False, patient_id="P2")
+    # Bare and without an extension, as archives export them: told by its first element.
+    write_dicom(root / "p2" / "IM0002", image // 3, preamble=False, patient_id="P2")
     (root / "p2" / "DICOMDIR.txt").write_text("index")
     return root
 
@@ -148,6 +150,7 @@ def test_dicom_folder(dicom_root) -> None:
         ("loop.dcm", 1, None),
         ("loop.dcm", 2, None),
         ("bare.dcm", None, "P2"),
+        ("IM0002", None, "P2"),
         ("scan.bin", None, "P2"),
     ]
     loop_id = _sha16(dicom_root / "p1" / "study" / "loop.dcm")
@@ -157,8 +160,8 @@ def test_dicom_folder(dicom_root) -> None:
 
 def test_dicom_only_ignores_other_images(dicom_root) -> None:
     _png(dicom_root / "snapshot.png", 5)
-    assert len(discover_dicom(dicom_root)) == 6
-    assert len(discover_images(dicom_root)) == 7
+    assert len(discover_dicom(dicom_root)) == 7
+    assert len(discover_images(dicom_root)) == 8
 
 
 # --------------------------------------------------------------------------- manifests

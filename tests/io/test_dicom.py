@@ -18,6 +18,8 @@ from pydicom.uid import RLELossless
 from tumorseg.config import ImageLimits
 from tumorseg.errors import InvalidImageError
 from tumorseg.io import dicom_bytes, is_dicom, load_frames, load_image, write_dicom
+from tumorseg.io.dicom import is_dicom_file
+from tumorseg.io.headers import sniff_format
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -144,15 +146,24 @@ def test_detected_by_content_whatever_the_name(tmp_path, small_gray) -> None:
     np.testing.assert_array_equal(load_image(misnamed), small_gray)
 
 
-def test_dicom_without_preamble_needs_a_dcm_name(tmp_path, small_gray) -> None:
+def test_dicom_without_preamble_is_told_by_its_first_element(tmp_path, small_gray) -> None:
+    """Archives export bare datasets under any name, often with no extension at all."""
     bare = dicom_bytes(small_gray, preamble=False)
-    assert not is_dicom(bare)
-    np.testing.assert_array_equal(load_image(bare, name="scan.dcm"), small_gray)
-    path = tmp_path / "scan.DCM"
-    path.write_bytes(bare)
-    np.testing.assert_array_equal(load_image(path), small_gray)
+    assert not is_dicom(bare) and sniff_format(bare) == "dicom"
+    for name in ("scan.DCM", "IM000123", "scan.png"):
+        path = tmp_path / name
+        path.write_bytes(bare)
+        assert is_dicom_file(path)
+        np.testing.assert_array_equal(load_image(path), small_gray)
+    np.testing.assert_array_equal(load_image(bare), small_gray)
+
+
+def test_bytes_that_only_resemble_a_dataset_are_refused(tmp_path) -> None:
+    """Group 0008 but a length no element has: neither DICOM nor any other format."""
+    lookalike = b"\x08\x00\x05\x00" + (1 << 30).to_bytes(4, "little") + bytes(64)
+    assert sniff_format(lookalike) is None
     with pytest.raises(InvalidImageError, match="not a recognised image format"):
-        load_image(bare)
+        load_image(lookalike)
 
 
 @pytest.mark.parametrize("implicit", [True, False])

@@ -35,14 +35,13 @@ import pydicom
 
 from tumorseg.config import ROUTES
 from tumorseg.data.records import ImageRecord, file_digest, make_image_id
-from tumorseg.io.dicom import frame_count
+from tumorseg.io.dicom import decodes_as_dicom, frame_count
 from tumorseg.io.headers import sniff_format
 
 log = logging.getLogger(__name__)
 
 MANIFEST_SUFFIXES = (".csv", ".parquet")
 _RASTER_FORMATS = frozenset({"png", "jpeg", "bmp", "tiff"})
-_DICOM_SUFFIXES = (".dcm", ".dicom")
 _MASK_STEM = re.compile(r"^(?P<base>.+)_mask(?:_(?P<index>\d+))?$")
 _SNIFF_BYTES = 132
 
@@ -148,14 +147,15 @@ def _scan(folder: Path) -> list[_Found]:
 
 
 def _file_kind(path: Path) -> str | None:
-    """``"raster"``, ``"dicom"`` or None, from the first bytes (and ``.dcm`` for bare DICOM)."""
+    """``"raster"``, ``"dicom"`` or None, from the first bytes (or a ``.dcm`` name when
+    they tell nothing)."""
     try:
         with open(path, "rb") as handle:
             head = handle.read(_SNIFF_BYTES)
     except OSError:
         return None
     fmt = sniff_format(head)
-    if fmt == "dicom" or (fmt is None and path.suffix.lower() in _DICOM_SUFFIXES):
+    if decodes_as_dicom(fmt, path.suffix):
         return "dicom"
     return "raster" if fmt in _RASTER_FORMATS else None
 

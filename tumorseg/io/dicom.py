@@ -47,7 +47,8 @@ DICOM_SUFFIXES = (".dcm", ".dicom")
 
 
 def is_dicom_file(path: str | os.PathLike[str]) -> bool:
-    """A DICOM file by its ``DICM`` magic, or by its extension when it has no preamble.
+    """A DICOM file by its ``DICM`` magic or its first element (a bare dataset), or by
+    its extension when neither tells.
 
     Reads 132 bytes only; the same rule as decoding (:func:`tumorseg.io.load_image`).
     """
@@ -59,10 +60,14 @@ def is_dicom_file(path: str | os.PathLike[str]) -> bool:
 def looks_like_dicom(data: bytes, name: str) -> bool:
     """The rule of :func:`is_dicom_file` for bytes (of which the first 132 are read) and
     the name they came under."""
-    head = bytes(data[:132])
-    if is_dicom(head):
-        return True
-    return Path(name).suffix.lower() in DICOM_SUFFIXES and sniff_format(head) is None
+    return decodes_as_dicom(sniff_format(bytes(data[:132])), Path(name).suffix)
+
+
+def decodes_as_dicom(fmt: str | None, suffix: str) -> bool:
+    """The one rule every reader follows: DICOM when the content says so (the ``DICM``
+    magic or a bare dataset's first element), or when the content names no format and
+    the name has a DICOM extension."""
+    return fmt == "dicom" or (fmt is None and suffix.lower() in DICOM_SUFFIXES)
 
 
 def read_dataset(data: bytes, source: str, *, force: bool = False) -> Dataset:

@@ -74,10 +74,37 @@ def is_dicom(data: bytes) -> bool:
     return bytes(data[_DICOM_MAGIC_OFFSET : _DICOM_MAGIC_OFFSET + 4]) == b"DICM"
 
 
+#: Value representations an explicit-VR dataset's first element may carry.
+_VRS = frozenset(
+    b"AE AS AT CS DA DS DT FL FD IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL "
+    b"UN UR US UT UV".split()
+)
+#: Groups a dataset opens with: file meta (0002) or identification (0008).
+_OPENING_GROUPS = (0x0002, 0x0008)
+
+
+def is_bare_dicom(data: bytes) -> bool:
+    """True for a DICOM dataset written without the preamble and ``DICM`` (older devices
+    and some archive exports, often without an extension either): its first element,
+    little endian, is in group 0002 or 0008 with a low element number and either a
+    known VR (explicit VR) or a short even length (implicit VR)."""
+    head = bytes(data[:8])
+    if len(head) < 8:
+        return False
+    group, element = struct.unpack("<HH", head[:4])
+    if group not in _OPENING_GROUPS or element > 0x0020:
+        return False
+    if head[4:6] in _VRS:
+        return True
+    (length,) = struct.unpack("<I", head[4:8])
+    return length <= 1024 and length % 2 == 0
+
+
 def sniff_format(data: bytes) -> str | None:
     """Name the container format from its magic number, never from a file name.
 
-    Returns ``"png"``, ``"jpeg"``, ``"bmp"``, ``"tiff"``, ``"dicom"`` or ``None``.
+    Returns ``"png"``, ``"jpeg"``, ``"bmp"``, ``"tiff"``, ``"dicom"`` (with the ``DICM``
+    magic, or a bare dataset: :func:`is_bare_dicom`) or ``None``.
     """
     head = bytes(data[:8])
     if head.startswith(PNG_SIGNATURE):
@@ -88,7 +115,7 @@ def sniff_format(data: bytes) -> str | None:
         return "bmp"
     if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         return "tiff"
-    if is_dicom(data):
+    if is_dicom(data) or is_bare_dicom(data):
         return "dicom"
     return None
 

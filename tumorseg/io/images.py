@@ -3,8 +3,9 @@
 The method works on grayscale (patent step 1), so every decoder ends at the same
 representation whatever the container: PNG, JPEG, BMP, TIFF (8/16-bit, gray, RGB,
 RGBA) or ultrasound DICOM. The format is detected from the bytes' magic numbers,
-never from the file name, because archives mislabel files (one exception: a
-DICOM dataset without the 128-byte preamble is accepted when named ``.dcm``).
+never from the file name, because archives mislabel files; a DICOM dataset
+without the 128-byte preamble is told by its first element, or by a ``.dcm`` name
+when that does not tell.
 
 Every failure (missing or empty file, truncated or corrupt data, unsupported
 format, DICOM without pixels, too many pixels or bytes, longer than
@@ -35,8 +36,8 @@ import numpy as np
 
 from tumorseg.config import ImageLimits
 from tumorseg.errors import DecodeTimeoutError, ImageTooLargeError, InvalidImageError
-from tumorseg.io.dicom import DICOM_SUFFIXES, decode_dicom
-from tumorseg.io.headers import check_size, raster_header, sniff_format
+from tumorseg.io.dicom import decode_dicom, decodes_as_dicom
+from tumorseg.io.headers import check_size, is_dicom, raster_header, sniff_format
 from tumorseg.preprocessing.grayscale import to_gray, to_uint8
 
 ImageSource = str | os.PathLike[str] | bytes | bytearray | memoryview
@@ -200,8 +201,8 @@ def _guarded(label: str, decode: Callable[[], _T]) -> _T:
 
 def _decode_frames(data: bytes, label: str, limits: ImageLimits, suffix: str) -> list[np.ndarray]:
     fmt = sniff_format(data)
-    if fmt == "dicom" or (fmt is None and suffix in DICOM_SUFFIXES):
-        return decode_dicom(data, label, limits, force=fmt is None)
+    if decodes_as_dicom(fmt, suffix):
+        return decode_dicom(data, label, limits, force=not is_dicom(data))
     return [to_uint8(to_gray(_decode_raster(data, fmt, label, limits)))]
 
 
@@ -232,8 +233,8 @@ def _load_one_mask(source: ImageSource, limits: ImageLimits) -> np.ndarray:
 def _decode_mask(data: bytes, label: str, limits: ImageLimits, suffix: str) -> np.ndarray:
     """Foreground = any colour channel above zero; alpha ignored."""
     fmt = sniff_format(data)
-    if fmt == "dicom" or (fmt is None and suffix in DICOM_SUFFIXES):
-        frames = decode_dicom(data, label, limits, force=fmt is None)
+    if decodes_as_dicom(fmt, suffix):
+        frames = decode_dicom(data, label, limits, force=not is_dicom(data))
         if len(frames) != 1:
             raise InvalidImageError(label, f"a mask must have one frame, this has {len(frames)}")
         return frames[0] > 0
