@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -116,6 +120,57 @@ def test_every_entry_that_exists_is_listed_once_with_its_problem(tmp_path) -> No
     decoded = decode_batch(table.to_pandas(), ImageLimits())
     stages = dict(zip(decoded["source_path"], decoded["stage"], strict=True))
     assert {stages[name] for name in listed if listed[name].problem} == {"list"}
+
+
+def list_without_privileges(root: Path) -> dict[str, str]:
+    """``list_inputs(root)`` by a user whom folder permissions bind: as root, in a forked
+    child that becomes ``nobody`` first (root reads any folder, so it never sees the
+    error; a fork needs no interpreter that ``nobody`` may run)."""
+    if os.geteuid() != 0:
+        return {i.source_path: i.problem for i in list_inputs(root)}
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop to nobody, list, report, leave without cleanup
+        status = 1
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            listed = [[i.source_path, i.problem] for i in list_inputs(root)]
+            os.write(write_end, json.dumps(listed).encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        output = reader.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the unprivileged listing failed"
+    return dict(json.loads(output))
+
+
+def test_an_unreadable_folder_is_a_problem_row_and_its_siblings_are_listed() -> None:
+    """``os.walk`` skips a folder it cannot open; the listing says so instead of losing it."""
+    root = Path(tempfile.mkdtemp(prefix="tumorseg-unreadable-"))  # not under root's tmp_path
+    try:
+        touch(root / "a.png")
+        touch(root / "locked" / "hidden.png")
+        touch(root / "open" / "b.png")
+        for folder in (root, root / "open"):
+            folder.chmod(0o755)
+        for file in (root / "a.png", root / "open" / "b.png"):
+            file.chmod(0o644)
+        (root / "locked").chmod(0o000)
+        listed = list_without_privileges(root)
+    finally:
+        (root / "locked").chmod(0o755)
+        shutil.rmtree(root)
+    assert listed == {
+        "a.png": "",
+        "locked": "unreadable folder (Permission denied)",
+        "open/b.png": "",
+    }
 
 
 def test_a_manifest_lists_a_file_once_whatever_its_spelling(tmp_path) -> None:
