@@ -19,11 +19,10 @@ best on ``--choose``.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
+from saved_splits import choose_report_parser, threshold_keeping, top_mean
 
 from tumorseg.evaluation.evaluate import paired_bootstrap
 from tumorseg.evaluation.predictions import PredictionSet, load_predictions
@@ -49,29 +48,19 @@ CANDIDATES: dict[str, Callable[[Maps, float], np.ndarray]] = {
 }
 
 
-def top_fraction_mean(probability: np.ndarray, fraction: float = 0.005) -> float:
-    top = np.sort(probability.ravel())[-max(1, int(probability.size * fraction)) :]
-    return float(top.mean())
-
-
 def case_table(predictions: PredictionSet) -> list[dict]:
     """Per good case: tumor or not, the presence signal, and each candidate's Dice."""
     rows = []
     for case in predictions.good:
         maps, truth = predictions.load(case)
         p_het = case.evidence.classifier_heterogeneous
-        row = {"has_tumor": bool(case.has_tumor), "presence": top_fraction_mean(maps["baseline"])}
+        row = {"has_tumor": bool(case.has_tumor), "presence": top_mean(maps["baseline"])}
         for name, fuse in CANDIDATES.items():
             mask = fuse(maps, p_het) >= 0.5
             for suffix, final in (("", mask), (" + largest", largest_component(mask))):
                 row[name + suffix] = (dice(final, truth), bool(final.any()))
         rows.append(row)
     return rows
-
-
-def presence_threshold(rows: list[dict], max_miss: float) -> float:
-    tumors = np.sort([row["presence"] for row in rows if row["has_tumor"]])
-    return float(tumors[int(np.floor(max_miss * len(tumors)))])
 
 
 def figures(rows: list[dict], name: str, threshold: float | None) -> dict[str, float]:
@@ -98,14 +87,11 @@ def figures(rows: list[dict], name: str, threshold: float | None) -> dict[str, f
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--choose", type=Path, required=True, help="evaluation output to choose on")
-    parser.add_argument("--report", type=Path, required=True, help="evaluation output to report")
-    parser.add_argument("--max-miss", type=float, default=0.05)
-    args = parser.parse_args()
+    args = choose_report_parser(__doc__).parse_args()
     chosen = case_table(load_predictions(args.choose / "predictions"))
     reported = case_table(load_predictions(args.report / "predictions"))
-    threshold = presence_threshold(chosen, args.max_miss)
+    tumors = [row["presence"] for row in chosen if row["has_tumor"]]
+    threshold = threshold_keeping(tumors, args.max_miss)
     print(f"presence: baseline top 0.5 % >= {threshold:.3f} (chosen on {args.choose})")
     print(
         f"{'candidate':40s} {'gate':5s} {'Dice choose':>11s} {'Dice report':>11s}"

@@ -14,12 +14,12 @@ Nothing is chosen on ``--report``.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pyarrow.parquet as pq
+from saved_splits import choose_report_parser, threshold_keeping, top_mean
 
 NETWORKS = ("graynet", "baseline")
 
@@ -40,13 +40,12 @@ def map_signals(quantized: np.ndarray) -> dict[str, float]:
         biggest = 1 + int(stats[1:, cv2.CC_STAT_AREA].argmax())
         largest = float(stats[biggest, cv2.CC_STAT_AREA]) / probability.size
         inside = float(probability[labels == biggest].mean())
-    top = np.sort(probability.ravel())[-max(1, probability.size // 200) :]
     return {
         "peak": float(probability.max()),
         "area": float(mask.mean()),
         "largest_region": largest,
         "mean_in_region": inside,
-        "top_0.5%": float(top.mean()),
+        "top_0.5%": top_mean(probability),
     }
 
 
@@ -66,18 +65,13 @@ def signals(evaluation: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--choose", type=Path, required=True, help="evaluation output to choose on")
-    parser.add_argument("--report", type=Path, required=True, help="evaluation output to report")
-    parser.add_argument("--max-miss", type=float, default=0.05)
-    args = parser.parse_args()
+    args = choose_report_parser(__doc__).parse_args()
     chosen, chosen_tumor = signals(args.choose)
     reported, reported_tumor = signals(args.report)
     print(f"{'signal':28s} AUC choose/report  threshold  FP choose/report  miss report")
     for name in chosen:
         a, b = chosen[name], reported[name]
-        tumors = np.sort(a[chosen_tumor])
-        threshold = tumors[int(np.floor(args.max_miss * len(tumors)))]
+        threshold = threshold_keeping(a[chosen_tumor], args.max_miss)
         fp_a = float((a[~chosen_tumor] >= threshold).mean())
         fp_b = float((b[~reported_tumor] >= threshold).mean())
         miss_b = float((b[reported_tumor] < threshold).mean())

@@ -14,9 +14,9 @@ threshold, route score scale, the false-positive area) come from ``--report``'s
 
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
+
+from saved_splits import choose_report_parser
 
 from tumorseg.config import PRESENCE_SOURCES, SegmenterConfig, TriageConfig
 from tumorseg.evaluation import choose_policy, evaluate_predictions, load_predictions
@@ -56,9 +56,7 @@ def headline(summary: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--choose", type=Path, required=True, help="evaluation output to choose on")
-    parser.add_argument("--report", type=Path, required=True, help="evaluation output to report")
+    parser = choose_report_parser(__doc__, max_miss=False)
     parser.add_argument(
         "--presence-source",
         choices=PRESENCE_SOURCES,
