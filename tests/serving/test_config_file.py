@@ -46,10 +46,13 @@ def test_every_deployment_is_declared_with_the_options_table() -> None:
         )
 
 
-def test_the_builder_accepts_the_config_args() -> None:
+def test_the_builder_accepts_the_config_args_and_they_repeat_no_default() -> None:
     raw = yaml.safe_load(CONFIG.read_text())
-    application = build_app(raw["applications"][0]["args"])
-    assert application is not None
+    args = raw["applications"][0]["args"]
+    assert build_app(args) is not None
+    defaults = ServeSettings.from_args({})
+    repeated = {k: v for k, v in args.items() if getattr(defaults, k, object()) == v}
+    assert not repeated, f"serve/config.yaml repeats ServeSettings' defaults: {repeated}"
 
 
 def test_torch_threads_come_from_args_then_the_environment(monkeypatch) -> None:
