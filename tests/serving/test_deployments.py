@@ -61,6 +61,21 @@ def test_a_stage_without_its_network_says_which_is_missing(tmp_path) -> None:
         graynet.first_stage([image])
 
 
+def test_check_health_fails_a_replica_that_lost_its_network(tmp_path) -> None:
+    """Serve calls ``check_health`` on every replica and restarts one that raises: a
+    replica whose network is gone must raise, one that holds it must not."""
+    config = preset_config("smoke").segmenter
+    save_model_folder(tmp_path / "model", ModelSet.untrained(config.networks), config)
+    settings = ServeSettings.from_args({"model_folder": str(tmp_path / "model")})
+    for deployment in (Classifier, GrayNet, MultiScaleFCN):
+        replica = deployment.func_or_class(settings)
+        replica.check_health()  # healthy: returns
+        setattr(replica.segmenter.models, replica.roles[0], None)
+        with pytest.raises(MissingNetworkError, match=f"without its {replica.roles[0]}"):
+            replica.check_health()
+    Binarizer.func_or_class(settings).check_health()
+
+
 def test_a_bad_request_fails_alone_not_its_whole_batch() -> None:
     """The rule each batched deployment method applies (``serve.batch`` itself runs only
     inside a replica): a batch that raises is run again item by item."""
