@@ -39,8 +39,19 @@ def app_config(store: str, port: int, user_config: dict[str, Any] | None = None)
     }
 
 
+def token_app(store: str, variable: str, token: str, route_prefix: str) -> dict[str, Any]:
+    """A second application of the same app that asks for ``token`` (read by the app
+    from ``variable``, set in its runtime environment), for the tests of the token path."""
+    (application,) = app_config(store, 0)["applications"]
+    application.update(name="tumorseg-token", route_prefix=route_prefix)
+    application["args"]["api_token_env"] = variable
+    application["runtime_env"] = {"env_vars": {variable: token}}
+    return application
+
+
 def deploy(config: dict, timeout_s: float = 180) -> None:
-    """``serve deploy`` through the dashboard's REST API, then wait until it runs."""
+    """``serve deploy`` through the dashboard's REST API, then wait until every
+    application of ``config`` runs (one it no longer names is deleted)."""
     import time
 
     import ray
@@ -52,11 +63,13 @@ def deploy(config: dict, timeout_s: float = 180) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         time.sleep(1)
-        status = serve.status().applications.get("tumorseg")
-        if (
+        applications = serve.status().applications
+        statuses = [applications.get(app["name"]) for app in config["applications"]]
+        if all(
             status is not None
             and status.status == "RUNNING"
             and all(d.status == "HEALTHY" for d in status.deployments.values())
+            for status in statuses
         ):
             return
     raise TimeoutError(f"the app did not become healthy in {timeout_s} s: {serve.status()}")

@@ -7,6 +7,7 @@ import shutil
 
 import cv2
 import pytest
+from serving_helpers import app_config, deploy, token_app
 
 pytestmark = pytest.mark.slow
 
@@ -45,12 +46,15 @@ def browser(tmp_path):
     driver.quit()
 
 
-def upload(browser, service: str, path) -> None:
-    """Open the viewer, choose ``path`` and wait for the page to say done or why not."""
+def submit(browser, page: str, path, token: str = "") -> str:
+    """Open the viewer at ``page``, type ``token``, choose ``path`` and wait for the page
+    to say done or why not; the error it shows ("" when done)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    browser.get(service)
+    browser.get(page)
+    if token:
+        browser.find_element(By.ID, "token").send_keys(token)
     browser.find_element(By.ID, "file").send_keys(str(path))
     WebDriverWait(browser, 120).until(
         lambda d: (
@@ -58,7 +62,26 @@ def upload(browser, service: str, path) -> None:
             or d.find_element(By.ID, "error").text
         )
     )
-    assert browser.find_element(By.ID, "error").text == ""
+    return browser.find_element(By.ID, "error").text
+
+
+def upload(browser, service: str, path) -> None:
+    assert submit(browser, service, path) == ""
+
+
+TOKEN_VARIABLE, TOKEN = "TUMORSEG_VIEWER_TEST_TOKEN", "viewer-s3cret"
+
+
+@pytest.fixture
+def token_service(service, champion_store):
+    """The same app a second time under ``/token``, asking for a bearer token; removed
+    afterwards (Serve deletes an application its config no longer names)."""
+    port = int(service.rsplit(":", 1)[1])
+    config = app_config(champion_store, port)
+    config["applications"].append(token_app(champion_store, TOKEN_VARIABLE, TOKEN, "/token"))
+    deploy(config)
+    yield f"{service}/token/"
+    deploy(app_config(champion_store, port))
 
 
 def image_brightness(browser) -> float:
@@ -119,3 +142,12 @@ def test_a_cine_loop_is_shown_by_its_first_frame(service, browser, busi_root, tm
     upload(browser, service, write_dicom(tmp_path / "loop.dcm", [gray, 255 - gray, gray]))
     assert browser.find_element(By.ID, "status").text.startswith("done: a cine loop of 3 frames")
     assert abs(image_brightness(browser) - float(gray.mean())) < 1.0  # frame 0, not frame 1
+
+
+def test_the_token_field_is_sent_as_a_bearer_token(token_service, browser, busi_root) -> None:
+    """A service that asks for a token answers the page only when the user types it."""
+    image_path = sorted((busi_root / "benign").glob("* ([0-9]).png"))[0]
+    assert submit(browser, token_service, image_path) == "401: missing or wrong bearer token"
+    wrong = submit(browser, token_service, image_path, token="not-it")
+    assert wrong == "401: missing or wrong bearer token"
+    assert submit(browser, token_service, image_path, token=TOKEN) == ""
