@@ -175,7 +175,9 @@ def filesystem_oddities(root: Path, good: bytes) -> list[str]:
     (root / long_name).write_bytes(good)
     odd = os.fsdecode(b"caf\xe9.png")  # Latin-1, not UTF-8
     (root / odd).write_bytes(good)
+    os.mkfifo(root / "fifo.png")  # opening it would block until a writer came
+    (root / "zero.dcm").symlink_to("/dev/zero")  # reading it would never end
     return [
         "dangling.png", "loop-a.png", "loop-b.png", "folder.png/inside.png", "folder",
-        long_name, odd,
+        long_name, odd, "fifo.png", "zero.dcm",
     ]  # fmt: skip

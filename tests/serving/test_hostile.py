@@ -103,6 +103,8 @@ def test_hostile_files_get_one_answer_each_and_both_paths_agree(
     errors = {r["source_path"]: r for r in read_table(output, ERRORS_DIR).to_pylist()}
     assert "collide with the folder folder.png/" in errors["folder"]["message"]
     assert errors["dangling.png"]["stage"] == errors["loop-a.png"]["stage"] == "list"
+    assert "not a regular file (a FIFO)" in errors["fifo.png"]["message"]
+    assert "not a regular file (a character device)" in errors["zero.dcm"]["message"]
     segmented = set(read_table(output, RESULTS_DIR).column("source_path").to_pylist())
     disagree = {n: s for n, s in statuses.items() if (s == 200) != (n in segmented)}
     assert not disagree  # the API segments exactly what the bulk job segments

@@ -36,6 +36,7 @@ import pydicom
 from tumorseg.config import ROUTES
 from tumorseg.data.records import ImageRecord, file_digest, make_image_id
 from tumorseg.io.dicom import decodes_as_dicom, frame_count
+from tumorseg.io.files import open_regular
 from tumorseg.io.headers import sniff_format
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,7 @@ def _file_kind(path: Path) -> str | None:
     """``"raster"``, ``"dicom"`` or None, from the first bytes (or a ``.dcm`` name when
     they tell nothing)."""
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:  # a FIFO or a device is not an image
             head = handle.read(_SNIFF_BYTES)
     except OSError:
         return None

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from tumorseg.config import ROUTES
+from tumorseg.io.files import open_regular
 
 ID_LENGTH = 16
 _CHUNK = 1 << 20
@@ -66,7 +67,7 @@ class ImageRecord:
 def file_digest(path: str | os.PathLike[str]) -> str:
     """First :data:`ID_LENGTH` hex characters of the SHA-256 of a file, read in chunks."""
     sha = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         while chunk := handle.read(_CHUNK):
             sha.update(chunk)
     return sha.hexdigest()[:ID_LENGTH]

@@ -37,6 +37,7 @@ from pydicom.uid import (
 
 from tumorseg.config import ImageLimits
 from tumorseg.errors import ImageTooLargeError, InvalidImageError
+from tumorseg.io.files import open_regular
 from tumorseg.io.headers import check_size, is_dicom, raster_size, sniff_format
 from tumorseg.preprocessing.grayscale import to_gray, to_uint8
 
@@ -52,7 +53,7 @@ def is_dicom_file(path: str | os.PathLike[str]) -> bool:
 
     Reads 132 bytes only; the same rule as decoding (:func:`tumorseg.io.load_image`).
     """
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         head = handle.read(132)
     return looks_like_dicom(head, os.fspath(path))
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -37,6 +36,7 @@ import numpy as np
 from tumorseg.config import ImageLimits
 from tumorseg.errors import DecodeTimeoutError, ImageTooLargeError, InvalidImageError
 from tumorseg.io.dicom import decode_dicom, decodes_as_dicom
+from tumorseg.io.files import NotARegularFileError, open_regular
 from tumorseg.io.headers import check_size, is_dicom, raster_header, sniff_format
 from tumorseg.preprocessing.grayscale import to_gray, to_uint8
 
@@ -137,26 +137,29 @@ def read_source(source: object, label: str, limits: ImageLimits) -> bytes:
 
 
 def _read_file(path: str | os.PathLike[str], label: str, limits: ImageLimits) -> bytes:
-    """Read a file, checking its size on disk first so a huge file is never loaded."""
+    """Read a regular file, checking its size on disk first so a huge file is never
+    loaded (a FIFO or a device is refused before any read: one would block, the
+    other never end)."""
     try:
-        info = os.stat(path)
+        handle = open_regular(path)
+    except NotARegularFileError as exc:
+        if exc.kind == "a directory":
+            raise InvalidImageError(label, "is a directory, not an image file") from None
+        raise InvalidImageError(label, f"is not a regular file ({exc.kind})") from None
     except FileNotFoundError:
         raise InvalidImageError(label, "file does not exist") from None
     except (OSError, TypeError, ValueError) as exc:
         raise InvalidImageError(label, f"file cannot be opened ({exc})") from exc
-    if stat.S_ISDIR(info.st_mode):
-        raise InvalidImageError(label, "is a directory, not an image file")
-    if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block or never end
-        raise InvalidImageError(label, "is not a regular file")
-    if info.st_size > limits.max_bytes:
-        raise ImageTooLargeError(
-            label, f"file is too large: {info.st_size} bytes, the limit is {limits.max_bytes}"
-        )
-    try:
-        with open(path, "rb") as handle:
+    with handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > limits.max_bytes:
+            raise ImageTooLargeError(
+                label, f"file is too large: {size} bytes, the limit is {limits.max_bytes}"
+            )
+        try:
             return handle.read(limits.max_bytes + 1)
-    except OSError as exc:
-        raise InvalidImageError(label, f"file cannot be read ({exc.strerror or exc})") from exc
+        except OSError as exc:
+            raise InvalidImageError(label, f"file cannot be read ({exc.strerror or exc})") from exc
 
 
 def _within_time(label: str, seconds: float | None, decode: Callable[[], _T]) -> _T:

@@ -1,0 +1,63 @@
+"""Opening inputs: only regular files, and never a blocking open or an endless read."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+from tumorseg.errors import InvalidImageError
+from tumorseg.io import load_image
+from tumorseg.io.files import NotARegularFileError, open_regular
+
+
+def within(seconds: float, call):
+    """``call()``'s outcome (its value or what it raised), failing the test instead of
+    hanging it when it has not returned after ``seconds``."""
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as error:  # handed back to the test
+            outcome.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert outcome, f"still running after {seconds} s (blocked)"
+    return outcome[0]
+
+
+@pytest.fixture
+def oddities(tmp_path):
+    """A FIFO, a link to an endless device and a folder, each named like an image."""
+    os.mkfifo(tmp_path / "fifo.png")
+    (tmp_path / "zero.dcm").symlink_to("/dev/zero")
+    (tmp_path / "folder.png").mkdir()
+    return {
+        "fifo.png": "a FIFO",
+        "zero.dcm": "a character device",
+        "folder.png": "a directory",
+    }
+
+
+def test_only_a_regular_file_is_opened(tmp_path, oddities) -> None:
+    (tmp_path / "a.png").write_bytes(b"bytes")
+    with open_regular(tmp_path / "a.png") as handle:
+        assert handle.read() == b"bytes"
+    for name, kind in oddities.items():
+        error = within(5, lambda name=name: open_regular(tmp_path / name))
+        assert isinstance(error, NotARegularFileError) and error.kind == kind
+        assert f"is {kind}, not a regular file" in str(error)
+    with pytest.raises(FileNotFoundError):
+        open_regular(tmp_path / "missing.png")
+
+
+def test_decoding_refuses_them_at_once_by_kind(tmp_path, oddities) -> None:
+    for name, kind in oddities.items():
+        error = within(5, lambda name=name: load_image(tmp_path / name))
+        assert isinstance(error, InvalidImageError)
+        expected = "is a directory" if kind == "a directory" else f"not a regular file ({kind})"
+        assert expected in str(error)
