@@ -340,3 +340,12 @@ def test_a_manifest_that_is_not_utf8_is_a_clear_error(tmp_path) -> None:
     manifest.write_bytes(b"image\nlatin1-\xe9.png\n")
     with pytest.raises(ValueError, match=r"not UTF-8 .*save it as UTF-8"):
         manifest_table(manifest)
+
+
+def test_a_manifest_swallowed_by_a_stray_quote_is_a_clear_error(tmp_path) -> None:
+    """A quote that never closes makes the rest of the file one cell, past the csv
+    module's field limit: the error names the manifest and the line, not ``_csv.Error``."""
+    manifest = tmp_path / "m.csv"
+    manifest.write_text('image\na.png\n"b.png\n' + "c.png\n" * 30_000)
+    with pytest.raises(ValueError, match=r"m.csv cannot be read as CSV at line \d+: .*quote"):
+        manifest_table(manifest)

@@ -297,7 +297,13 @@ def _csv_table(manifest: Path, undecodable: str) -> tuple[list[str], list[dict[s
             raise ValueError(
                 f"the column names of manifest {manifest} are not UTF-8: save it as UTF-8"
             )
-        rows = [dict(zip(header, cells, strict=False)) for cells in reader if any(cells)]
+        try:
+            rows = [dict(zip(header, cells, strict=False)) for cells in reader if any(cells)]
+        except csv.Error as exc:  # e.g. a stray quote that swallows the rest of the file
+            raise ValueError(
+                f"manifest {manifest} cannot be read as CSV at line {reader.line_num}: {exc} "
+                "(an unbalanced quote makes the rest of the file one cell)"
+            ) from exc
     return header, rows
 
 
