@@ -111,3 +111,16 @@ def test_presence_keeps_the_miss_rate_under_its_cap(tmp_path) -> None:
     from tumorseg.evaluation import evaluate_predictions
 
     assert evaluate_predictions(predictions, probe).summary["miss_rate"] == 0.0
+
+
+def test_the_gray_net_alone_alternative_sends_no_image_to_the_fcn(tmp_path) -> None:
+    """Even an image the router is all but certain of (p(het) 0.9995) stays on the gray
+    net: the alternative is the threshold 1.0, which no probability exceeds."""
+    b = square(30, 30)
+    sure = ("S", b, {"graynet": b * 1.0, "fcn_graynet": b * 1.0, "fcn_own": b * 1.0},
+            (0.0, 0.0005, 0.9995))  # fmt: skip
+    predictions = hand_predictions(tmp_path, [sure])
+    config = SegmenterConfig(route_source="classifier", route_threshold=0.5)
+    table = compare_policies(predictions, config, 0.001)
+    assert table["chosen"]["fcn_share"] == 1.0
+    assert table["gray net alone (every image homogeneous)"]["fcn_share"] == 0.0

@@ -294,7 +294,7 @@ ALTERNATIVES: dict[str, dict[str, Any]] = {
     "presence by the classifier": {"presence_source": "classifier"},
     "presence by the gray net map's peak": {"presence_source": "map"},
     "presence by both": {"presence_source": "both"},
-    "gray net alone (every image homogeneous)": {"route_threshold": 0.999},
+    "gray net alone (every image homogeneous)": {"route_threshold": GRAYNET_ONLY},
 }
 
 
