@@ -9,6 +9,7 @@ import pydicom
 import pytest
 from orthanc import dciodvfy_errors
 
+from tumorseg.errors import InvalidImageError
 from tumorseg.io.dicom import is_dicom_file, write_dicom
 from tumorseg.io.dicom_seg import dicom_seg_bytes
 
@@ -53,6 +54,20 @@ def test_a_mask_of_the_wrong_size_is_refused(small_gray, tmp_path) -> None:
     cine = write_dicom(tmp_path / "cine.dcm", [small_gray, small_gray])
     with pytest.raises(ValueError, match="do not match"):  # a loop needs a mask per frame
         dicom_seg_bytes(cine, lesion(small_gray.shape), VERSIONS)
+
+
+@pytest.mark.parametrize("frames", [1, 2])
+def test_a_source_a_seg_cannot_reference_is_an_invalid_image(small_gray, tmp_path, frames) -> None:
+    """Exports drop UIDs; the SEG's references need them: a clear InvalidImageError
+    (HTTP 400, a bulk error row) naming what is missing, not an AttributeError."""
+    source = pydicom.dcmread(write_dicom(tmp_path / "a.dcm", [small_gray] * frames))
+    del source.StudyInstanceUID
+    source.SOPInstanceUID = ""
+    buffer = io.BytesIO()
+    source.save_as(buffer, enforce_file_format=False)
+    masks = np.zeros((frames, *small_gray.shape), bool)
+    with pytest.raises(InvalidImageError, match="StudyInstanceUID, SOPInstanceUID, which it"):
+        dicom_seg_bytes(buffer.getvalue(), masks if frames > 1 else masks[0], VERSIONS)
 
 
 def test_a_cine_loop_gets_one_seg_with_a_frame_per_source_frame(small_gray, tmp_path) -> None:

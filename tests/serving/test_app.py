@@ -175,6 +175,19 @@ def test_a_cine_loop_answers_per_frame_and_as_one_seg(service, busi_png) -> None
     assert too_long.status_code == 413 and "121 frames" in too_long.json()["detail"]
 
 
+DICOM = "application/dicom"
+
+
+def dicom_without(data: bytes, *names: str) -> bytes:
+    """The DICOM ``data`` without the named elements (as some exports write them)."""
+    dataset = pydicom.dcmread(io.BytesIO(data))
+    for name in names:
+        delattr(dataset, name)
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=False)
+    return buffer.getvalue()
+
+
 def test_error_table_case_by_case_and_the_service_survives(service, busi_png) -> None:
     data, _ = busi_png
     gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
@@ -190,6 +203,10 @@ def test_error_table_case_by_case_and_the_service_survives(service, busi_png) ->
         "too many pixels": (post(service, png_claiming(3000, 3000)), 413),
         "bad format": (post(service, data, format="gif"), 422),
         "SEG of a PNG": (post(service, data, format="dicom-seg"), 415),
+        "SEG of a DICOM without UIDs": (
+            post(service, dicom_without(dicom, "SOPInstanceUID"), DICOM, format="dicom-seg"),
+            400,
+        ),
         "bad route": (post(service, data, route="sideways"), 422),
         "multipart without file": (
             requests.post(f"{service}/v1/segment", files={"other": ("a", b"x")}, timeout=60),

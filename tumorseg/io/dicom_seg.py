@@ -50,6 +50,9 @@ COPIED_TYPE2 = (
     "ReferringPhysicianName",
 )
 
+#: What a SEG's references name; a source without one of them cannot be referenced.
+REFERENCED_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
+
 
 def segmentation_dataset(
     source: Dataset,
@@ -59,6 +62,11 @@ def segmentation_dataset(
 ) -> Dataset:
     """A binary SEG of ``mask`` referencing ``source``: rows × columns for a single
     frame, frames × rows × columns for a cine loop (one mask per source frame)."""
+    missing = [uid for uid in REFERENCED_UIDS if not str(source.get(uid, "") or "").strip()]
+    if missing:
+        raise InvalidImageError(
+            name, f"a SEG must reference its source's {', '.join(missing)}, which it lacks"
+        )
     frames = int(getattr(source, "NumberOfFrames", 1) or 1)
     masks = np.asarray(mask, dtype=bool)
     if masks.ndim == 2:
@@ -66,12 +74,15 @@ def segmentation_dataset(
     shape = (frames, int(source.Rows), int(source.Columns))
     if masks.shape != shape:
         raise ValueError(f"masks of shape {masks.shape} do not match the source's {shape}")
-    if frames == 1:
-        return _single_frame_seg(source, masks, model_versions)
     try:
+        if frames == 1:
+            return _single_frame_seg(source, masks, model_versions)
         return _cine_seg(source, masks, model_versions)
     except (AttributeError, KeyError, TypeError, ValueError) as error:
-        raise InvalidImageError(name, f"cannot build a SEG for this loop ({error})") from error
+        what = "image" if frames == 1 else "loop"
+        raise InvalidImageError(
+            name, f"cannot build a SEG for this {what} ({type(error).__name__}: {error})"
+        ) from error
 
 
 def _single_frame_seg(
