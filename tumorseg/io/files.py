@@ -8,12 +8,12 @@ so nothing can be swapped in between.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from typing import BinaryIO
 
 _KINDS = (
-    (stat.S_ISDIR, "a directory"),
     (stat.S_ISFIFO, "a FIFO"),
     (stat.S_ISCHR, "a character device"),
     (stat.S_ISBLK, "a block device"),
@@ -33,12 +33,15 @@ def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
     """``path`` opened for binary reading, if it is a regular file (links followed).
 
     The open does not block (a FIFO opened non-blocking returns at once) and the kind
-    is checked on the opened descriptor. Raises :class:`NotARegularFileError`, or the
-    ``OSError`` of the open (missing, no permission, a link loop).
+    is checked on the opened descriptor. Raises ``IsADirectoryError`` for a folder,
+    :class:`NotARegularFileError` for any other kind, or the ``OSError`` of the open
+    (missing, no permission, a link loop).
     """
     descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     try:
         mode = os.fstat(descriptor).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
         if not stat.S_ISREG(mode):
             kind = next((name for test, name in _KINDS if test(mode)), "not a file")
             raise NotARegularFileError(path, kind)

@@ -142,9 +142,9 @@ def _read_file(path: str | os.PathLike[str], label: str, limits: ImageLimits) ->
     other never end)."""
     try:
         handle = open_regular(path)
+    except IsADirectoryError:
+        raise InvalidImageError(label, "is a directory, not an image file") from None
     except NotARegularFileError as exc:
-        if exc.kind == "a directory":
-            raise InvalidImageError(label, "is a directory, not an image file") from None
         raise InvalidImageError(label, f"is not a regular file ({exc.kind})") from None
     except FileNotFoundError:
         raise InvalidImageError(label, "file does not exist") from None
