@@ -5,6 +5,7 @@ claims to be); ``filesystem_oddities`` adds what only a folder can hold: links t
 lead nowhere or in circles, a folder named like an image, names that are not UTF-8
 or near the file-system's limit. The bulk job and the HTTP API must give each of
 them exactly one answer, and never a 500.
+``within`` runs a reader that such an input could block, failing instead of hanging.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import threading
 import zlib
 from pathlib import Path
 
@@ -181,3 +183,21 @@ def filesystem_oddities(root: Path, good: bytes) -> list[str]:
         "dangling.png", "loop-a.png", "loop-b.png", "folder.png/inside.png", "folder",
         long_name, odd, "fifo.png", "zero.dcm",
     ]  # fmt: skip
+
+
+def within(seconds: float, call):
+    """``call()``'s outcome (its value or what it raised), failing the test instead of
+    hanging it when it has not returned after ``seconds``."""
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as error:  # handed back to the test
+            outcome.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert outcome, f"still running after {seconds} s (blocked)"
+    return outcome[0]

@@ -3,31 +3,13 @@
 from __future__ import annotations
 
 import os
-import threading
 
 import pytest
+from hostile_files import within
 
 from tumorseg.errors import InvalidImageError
 from tumorseg.io import load_image
 from tumorseg.io.files import NotARegularFileError, open_regular
-
-
-def within(seconds: float, call):
-    """``call()``'s outcome (its value or what it raised), failing the test instead of
-    hanging it when it has not returned after ``seconds``."""
-    outcome: list = []
-
-    def run() -> None:
-        try:
-            outcome.append(call())
-        except BaseException as error:  # handed back to the test
-            outcome.append(error)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    assert outcome, f"still running after {seconds} s (blocked)"
-    return outcome[0]
 
 
 @pytest.fixture
