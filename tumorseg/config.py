@@ -104,6 +104,12 @@ class MultiScaleConfig:
     guides pass one's partition and input, as each pass guides the next. Without
     it the first pass sees no more than three tiles' width of the image and every
     later pass inherits its mistakes. The seed is not one of the fused passes.
+
+    ``feedback`` is what a pass hands the next one: ``"largest_region"`` its map on
+    its largest region only (grown by half the boundary band), ``"map"`` its whole
+    map. The FCN learns from guides of one lesion (perturbed ground truth), so it
+    trusts a guide's high values: handed its own stray islands, it grows them pass
+    after pass (README, "The method, and its knobs").
     """
 
     canvas_size: int = 512
@@ -113,8 +119,10 @@ class MultiScaleConfig:
     fusion_weights: tuple[float, ...] | None = None
     guide_boundary_width: float = 0.04
     guide_weight: float = 0.75
+    feedback: Literal["largest_region", "map"] = "largest_region"
 
     def __post_init__(self) -> None:
+        _check_choice("feedback", self.feedback, ("largest_region", "map"))
         if len(self.pass_tiles) < 2:
             raise ValueError("the multi-scale FCN needs at least two passes (layering units)")
         if any(n < 10 for n in self.pass_tiles):

@@ -5,13 +5,15 @@ import pytest
 import torch
 from torch import nn
 
-from tumorseg.config import MultiScaleConfig
+from tumorseg.config import MultiScaleConfig, NetworkConfig
 from tumorseg.inference.multiscale import (
     UNKNOWN,
     coarse_seeds,
+    feedback_guides,
     fuse_passes,
     pass_weights,
     paste_tiles,
+    segment_heterogeneous,
     tile_inputs,
 )
 from tumorseg.partition import partition_squares
@@ -57,7 +59,6 @@ def test_coarse_seed_sees_the_whole_canvas_as_one_tile() -> None:
 
 def test_a_pass_gives_the_same_maps_as_arrays_and_as_tensors() -> None:
     """The CPU (OpenCV, tile by tile) and GPU (batched tensor) paths of one layering unit."""
-    from tumorseg.config import NetworkConfig
     from tumorseg.inference.multiscale import _fcn_pass
     from tumorseg.networks import build_network
 
@@ -85,3 +86,50 @@ def test_fusion_rules() -> None:
     assert fuse_passes(maps, custom)[0, 0] == pytest.approx(0.9)
     with pytest.raises(ValueError):
         pass_weights(MultiScaleConfig(fusion_weights=(0.0, 0.0, 0.0)))
+
+
+def _lesion_and_island(size: int = 64) -> np.ndarray:
+    """A map with a large confident region, a smaller stray island and a faint halo."""
+    probability = np.full((size, size), 0.05, np.float32)
+    probability[10:40, 10:40] = 0.3  # halo: below one half, around the lesion
+    probability[14:36, 14:36] = 0.9  # the lesion
+    probability[50:56, 50:56] = 0.8  # an island
+    return probability
+
+
+def test_the_feedback_unit_hands_on_the_largest_region_only() -> None:
+    probability = _lesion_and_island()
+    config = MultiScaleConfig(canvas_size=64, guide_boundary_width=0.1)  # radius 3 px
+    (guide,) = feedback_guides(probability[None], config)
+    assert (guide[14:36, 14:36] == probability[14:36, 14:36]).all()  # the region, unchanged
+    assert guide[11, 20] == pytest.approx(0.3)  # its halo within the margin stays...
+    assert guide[10, 20] == 0.0 and guide[5, 5] == 0.0  # ...beyond it goes
+    assert (guide[50:56, 50:56] == 0.0).all()  # the island is not handed on
+    (batched,) = feedback_guides(torch.from_numpy(probability[None]), config)  # GPU path
+    np.testing.assert_array_equal(batched.numpy(), guide)
+    whole = MultiScaleConfig(canvas_size=64, feedback="map")
+    np.testing.assert_array_equal(feedback_guides(probability[None], whole)[0], probability)
+    nothing = np.full((1, 64, 64), 0.3, np.float32)  # no region to choose: handed on as is
+    np.testing.assert_array_equal(feedback_guides(nothing, config), nothing)
+
+
+def test_a_stray_island_of_one_pass_does_not_guide_the_next() -> None:
+    class EchoGuide(nn.Module):  # logits from the guide channel: passes show their guides
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return (x[:, 2:] - 0.5) * 20
+
+    probability = _lesion_and_island()
+    image = np.zeros((64, 64), np.uint8)
+    networks = NetworkConfig(fcn_tile_size=16)
+
+    def fused(feedback: str) -> np.ndarray:
+        config = MultiScaleConfig(canvas_size=64, pass_tiles=(10, 16, 20), feedback=feedback)
+        device = torch.device("cpu")
+        return segment_heterogeneous(
+            EchoGuide(), [image], networks, config, device, guides=[probability]
+        )[0]
+
+    kept, dropped = fused("map"), fused("largest_region")
+    assert kept[53, 53] > 0.9  # every pass echoes the island it is handed
+    assert dropped[53, 53] < 0.5  # only pass one (weight 1/6) saw it
+    assert dropped[25, 25] > 0.9  # the lesion is handed on and kept

@@ -216,6 +216,8 @@ def test_config_validation() -> None:
         MultiScaleConfig(pass_tiles=(50,))
     with pytest.raises(ValueError, match="at least 10"):
         MultiScaleConfig(pass_tiles=(5, 50))
+    with pytest.raises(ValueError, match="feedback must be one of"):
+        MultiScaleConfig(feedback="everything")
     config = SegmenterConfig()
     assert SegmenterConfig.from_dict(config.to_dict()) == config
     for bad in ({"fusion": "average"}, {"presence_source": "oracle"}, {"route_source": "x"}):

@@ -2,7 +2,8 @@
 
 Each image is resized to a square canvas. Every pass (layering unit) partitions
 the canvas into its number of squares — guided by the previous pass's probability
-map (feedback unit), the first pass by a coarse whole-canvas seed when
+map on its largest region (feedback unit: :func:`feedback_guides`), the first pass
+by a coarse whole-canvas seed when
 ``coarse_seed`` is on — runs the tile FCN on all tiles of all images in one
 batch, and pastes the tile outputs back. The passes are
 then fused (:func:`fuse_passes`) and the result resized to each image's size.
@@ -19,9 +20,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TypeVar
 
+import cv2
 import numpy as np
 
 from tumorseg.config import MultiScaleConfig, NetworkConfig
+from tumorseg.inference.postprocess import largest_component
 from tumorseg.inference.tensors import predict, predict_tensor, resize, sigmoid
 from tumorseg.partition import partition_squares
 
@@ -42,6 +45,8 @@ def to_canvas(image: np.ndarray, size: int) -> np.ndarray:
 TILE_CHANNELS = ("tile", "context", "guide")  # networks.tile_fcn.FCN_INPUT_CHANNELS of them
 #: The guide value meaning "no previous pass yet".
 UNKNOWN = 0.5
+#: Where a pass's map becomes the mask whose largest region the feedback unit keeps.
+FEEDBACK_THRESHOLD = 0.5
 
 
 def tile_inputs(
@@ -159,30 +164,72 @@ def segment_heterogeneous(
     """
     if not images:
         return []
+    history = pass_maps(model, images, networks, multiscale, device, chunk, guides)
+    fused = _array(fuse_passes(history, multiscale))
+    return [resize(f, *image.shape) for f, image in zip(fused, images, strict=True)]
+
+
+def pass_maps(
+    model: nn.Module,
+    images: Sequence[np.ndarray],
+    networks: NetworkConfig,
+    multiscale: MultiScaleConfig,
+    device: torch.device,
+    chunk: int = 256,
+    guides: Sequence[np.ndarray] | None = None,
+) -> list[Map]:
+    """Each pass's ``(B, canvas, canvas)`` maps, in pass order, before fusion: every
+    pass partitions and is guided by what the feedback unit made of the one before."""
     import torch
 
     size = multiscale.canvas_size
     with torch.inference_mode():
         canvases = _on(device, np.stack([to_canvas(image, size) for image in images]))
-        current = _first_guides(model, canvases, networks, multiscale, chunk, guides)
+        guide = _first_guides(model, canvases, networks, multiscale, chunk, guides)
         history = []
         for n_tiles in multiscale.pass_tiles:
-            guide_arrays = [None] * len(images) if current is None else _array(current)
+            guide_arrays = [None] * len(images) if guide is None else _array(guide)
             layouts = [
                 partition_squares(
                     size,
                     size,
                     n_tiles,
-                    guide,
+                    g,
                     boundary_width=multiscale.guide_boundary_width,
                     guide_weight=multiscale.guide_weight,
                 )
-                for guide in guide_arrays
+                for g in guide_arrays
             ]
-            current = _fcn_pass(model, canvases, current, layouts, networks.fcn_tile_size, chunk)
-            history.append(current)
-        fused = _array(fuse_passes(history, multiscale))
-    return [resize(f, *image.shape) for f, image in zip(fused, images, strict=True)]
+            output = _fcn_pass(model, canvases, guide, layouts, networks.fcn_tile_size, chunk)
+            history.append(output)
+            guide = feedback_guides(output, multiscale)
+    return history
+
+
+def feedback_guides(maps: Map, multiscale: MultiScaleConfig) -> Map:
+    """The feedback unit: what one pass hands the next as its guide.
+
+    ``"largest_region"`` keeps each map only on its largest region at one half,
+    grown by half the partition's boundary band (the band the next pass refines);
+    a map with no such region is handed on as it is. ``"map"`` hands every map on.
+    """
+    if multiscale.feedback == "map":
+        return maps
+    radius = round(multiscale.guide_boundary_width * maps.shape[-1] / 2)
+    support = np.stack([_region_support(m, radius) for m in _array(maps)])
+    if isinstance(maps, np.ndarray):
+        return maps * support
+    return maps * _on(maps.device, support)
+
+
+def _region_support(probability: np.ndarray, radius: int) -> np.ndarray:
+    """``1`` on the largest region of ``probability >= 0.5`` grown by ``radius``, else
+    ``0``; all ones when there is no region."""
+    region = largest_component(probability >= FEEDBACK_THRESHOLD)
+    if not region.any():
+        return np.ones(probability.shape, dtype=probability.dtype)
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    return cv2.dilate(region.astype(np.uint8), disk).astype(probability.dtype)
 
 
 def _on(device: torch.device, arrays: np.ndarray) -> Map:
