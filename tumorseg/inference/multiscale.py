@@ -219,7 +219,9 @@ def feedback_guides(maps: Map, multiscale: MultiScaleConfig) -> Map:
     support = np.stack([_region_support(m, radius) for m in _array(maps)])
     if isinstance(maps, np.ndarray):
         return maps * support
-    return maps * _on(maps.device, support)
+    import torch
+
+    return maps * torch.from_numpy(support).to(maps.device)
 
 
 def _region_support(probability: np.ndarray, radius: int) -> np.ndarray:
