@@ -20,6 +20,7 @@ from saved_splits import choose_report_parser
 
 from tumorseg.config import PRESENCE_SOURCES, SegmenterConfig, TriageConfig
 from tumorseg.evaluation import choose_policy, evaluate_predictions, load_predictions
+from tumorseg.evaluation.policy import MAX_FCN_SHARE
 
 POLICY_FIELDS = (
     "route_source",
@@ -63,11 +64,19 @@ def main() -> None:
         default=SegmenterConfig().presence_source,
         help="presence source whose threshold is chosen (default: the config's default)",
     )
+    parser.add_argument(
+        "--max-fcn-share",
+        type=float,
+        default=MAX_FCN_SHARE,
+        help="largest share of tumor images a routing may send to the FCN (default: %(default)s)",
+    )
     args = parser.parse_args()
     summary = json.loads((args.report / "summary.json").read_text())
     config = starting_config(summary, args.presence_source)
     fp_area = summary["settings"]["normal_fp_min_area"]
-    chosen, report = choose_policy(load_predictions(args.choose / "predictions"), config)
+    chosen, report = choose_policy(
+        load_predictions(args.choose / "predictions"), config, max_fcn_share=args.max_fcn_share
+    )
     gain = report.get("routing_minus_graynet_alone")
     print(f"chosen on {args.choose}:")
     for name in POLICY_FIELDS:

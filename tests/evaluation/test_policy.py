@@ -41,8 +41,14 @@ def _items(n_heterogeneous: int) -> list:
     ]
 
 
+#: No cost cap: four of the five tumor images here are best on the FCN route.
+UNCAPPED = 1.0
+
+
 def test_choice_finds_the_known_best_policy(predictions) -> None:
-    config, report = choose_policy(predictions, SegmenterConfig(presence_source="classifier"))
+    config, report = choose_policy(
+        predictions, SegmenterConfig(presence_source="classifier"), max_fcn_share=UNCAPPED
+    )
     assert config.route_source == "classifier"  # the score cannot tell A from B here
     assert config.fcn_guide == "graynet"  # the FCN on its own seed finds nothing
     # p(heterogeneous | tumor): A 0.158, B 0.895; every threshold between them is right
@@ -58,7 +64,7 @@ def test_a_routing_that_wins_within_chance_gives_way_to_the_gray_net(tmp_path) -
     """One heterogeneous image in two: routing wins, but a resampling of the pair can
     hold only the image it does not help, so the gray net alone is kept."""
     predictions = hand_predictions(tmp_path, _items(n_heterogeneous=1))
-    config, report = choose_policy(predictions, SegmenterConfig())
+    config, report = choose_policy(predictions, SegmenterConfig(), max_fcn_share=UNCAPPED)
     assert config.route_threshold == 1.0
     assert report["routing_minus_graynet_alone"]["mean"] == 0.5
     assert report["routing_minus_graynet_alone"]["low"] == 0.0
@@ -71,8 +77,23 @@ def test_presence_source_is_kept_and_only_its_threshold_chosen(predictions) -> N
     assert not any(key.startswith("classifier@") for key in report["presence_sweep"])
 
 
+def test_a_routing_over_the_cost_cap_is_not_a_candidate(predictions) -> None:
+    """Routing B's four images to the FCN is best, but four in five is over a cap of
+    one in five: no threshold between A and B is tried, and the gray net takes all."""
+    config, report = choose_policy(predictions, SegmenterConfig(), max_fcn_share=0.2)
+    assert config.route_threshold == 1.0
+    assert report["max_fcn_share"] == 0.2
+    assert report["segmentation"]["dice"] == pytest.approx(0.2)  # only A is right
+    tried = [key for key in report["segmentation_sweep"] if key.startswith("classifier/")]
+    assert tried and not any("@0.50" in key for key in tried)  # 0.2-0.85 route B's four
+    uncapped, _ = choose_policy(predictions, SegmenterConfig(), max_fcn_share=UNCAPPED)
+    assert 0.158 < uncapped.route_threshold < 0.895
+
+
 def test_alternatives_are_scored_from_the_same_predictions(predictions) -> None:
-    config, _ = choose_policy(predictions, SegmenterConfig(presence_source="classifier"))
+    config, _ = choose_policy(
+        predictions, SegmenterConfig(presence_source="classifier"), max_fcn_share=UNCAPPED
+    )
     table = compare_policies(predictions, config, 0.001)
     assert table["chosen"]["dice"] == pytest.approx(1.0)
     assert table["chosen"]["normal_fp_rate"] == 0.0 and table["chosen"]["miss_rate"] == 0.0

@@ -9,7 +9,10 @@ The choice is made in two steps on the validation split:
    best mean Dice. The FCN route is kept only when it beats the gray net alone by
    more than chance (the paired bootstrap interval of the difference lies above 0):
    one validation split is small, and a routing that wins there by a hair lost
-   0.07–0.09 Dice on the test split in two runs.
+   0.07–0.09 Dice on the test split in two runs. Only route thresholds that send at
+   most ``max_fcn_share`` of the validation tumor images to the FCN are candidates:
+   an image on the FCN route costs several times one on the gray net's, and the
+   product's cost per image has a budget (README, "Choosing the policy").
 2. **Presence** (all images; a tumor-free image scores 1 when its mask is empty, else
    0; a missed tumor scores 0): the threshold of the configured presence source,
    with the best mean Dice among those that miss at most ``max_miss_rate`` of the
@@ -60,6 +63,9 @@ FUSIONS = ("hard", "soft")
 FCN_GUIDES = ("graynet", "own")
 #: Route threshold that sends every image to the gray net (p(heterogeneous) never exceeds 1).
 GRAYNET_ONLY = 1.0
+#: Largest share of validation tumor images a chosen routing may send to the FCN: the
+#: cost budget per image (README, "Choosing the policy").
+MAX_FCN_SHARE = 0.2
 
 
 @dataclass(frozen=True)
@@ -91,7 +97,10 @@ class SegmentationChoice:
 
 
 def choose_policy(
-    predictions: PredictionSet, config: SegmenterConfig, max_miss_rate: float = MAX_MISS_RATE
+    predictions: PredictionSet,
+    config: SegmenterConfig,
+    max_miss_rate: float = MAX_MISS_RATE,
+    max_fcn_share: float = MAX_FCN_SHARE,
 ) -> tuple[SegmenterConfig, dict[str, Any]]:
     """``config`` with the segmentation and presence settings that score best on
     ``predictions`` (validation), and the sweeps behind the choice. With no tumor
@@ -100,7 +109,7 @@ def choose_policy(
     if not cases:
         log.warning("no tumor image among the predictions: the policy stays as configured")
         return config, {"n_tumor": 0}
-    segmentation, sweep, gain = choose_segmentation(predictions, cases, config)
+    segmentation, sweep, gain = choose_segmentation(predictions, cases, config, max_fcn_share)
     config = segmentation.apply(config)
     presence, presence_sweep = choose_presence(predictions, config, max_miss_rate)
     config = dataclasses.replace(config, **presence)
@@ -110,6 +119,7 @@ def choose_policy(
         "segmentation": dataclasses.asdict(segmentation),
         "segmentation_sweep": sweep,
         "routing_minus_graynet_alone": gain,
+        "max_fcn_share": max_fcn_share,
         "presence": presence,
         "max_miss_rate": max_miss_rate,
         "presence_sweep": presence_sweep,
@@ -131,11 +141,15 @@ def choose_policy(
 
 
 def choose_segmentation(
-    predictions: PredictionSet, cases: Sequence[Case], config: SegmenterConfig
+    predictions: PredictionSet,
+    cases: Sequence[Case],
+    config: SegmenterConfig,
+    max_fcn_share: float = MAX_FCN_SHARE,
 ) -> tuple[SegmentationChoice, dict[str, float], dict[str, Any]]:
-    """The best segmentation settings on tumor images (presence taken as known), or
-    the gray net alone when the best routing does not beat it beyond chance; the
-    sweep, and the paired bootstrap of the best routing − the gray net alone."""
+    """The best segmentation settings on tumor images (presence taken as known) among
+    routings that send at most ``max_fcn_share`` of them to the FCN, or the gray net
+    alone when the best does not beat it beyond chance; the sweep, and the paired
+    bootstrap of the best routing − the gray net alone."""
     tables = [_case_table(predictions, case, config) for case in cases]
     best: SegmentationChoice | None = None
     best_dice = np.zeros(0)
@@ -149,7 +163,10 @@ def choose_segmentation(
         per_threshold = {
             threshold: np.where(p_het > threshold, heterogeneous, homogeneous)
             for threshold in ROUTE_THRESHOLDS
+            if (p_het > threshold).mean() <= max_fcn_share
         }
+        if not per_threshold:
+            continue
         means = {t: float(d.mean()) for t, d in per_threshold.items()}
         threshold, value = plateau_centre(means)
         key = f"{source}/{fusion}/{guide}/lc_hom={int(lc_hom)}/lc_het={int(lc_het)}"
@@ -157,8 +174,14 @@ def choose_segmentation(
         if best is None or value > best.dice + 1e-12:
             best = SegmentationChoice(source, fusion, guide, lc_hom, lc_het, threshold, value)
             best_dice = per_threshold[threshold]
-    assert best is not None
     alone, alone_dice = _graynet_alone(tables, config)
+    if best is None:
+        log.info(
+            "no route threshold sends at most %.0f %% of the images to the FCN: "
+            "every image takes the gray net",
+            100 * max_fcn_share,
+        )
+        return alone, sweep, paired_bootstrap(alone_dice, alone_dice)
     gain = paired_bootstrap(best_dice, alone_dice)
     if gain["low"] is None or gain["low"] <= 0.0:
         log.info(
