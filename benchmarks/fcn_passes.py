@@ -4,7 +4,7 @@
 
 Runs a model folder's gray net and multi-scale FCN (first pass guided by the gray net)
 on the tumor images of a split that ``jobs/evaluate.py`` saved (``--evaluation``:
-its ``predictions/cases.parquet`` names the images, their masks and their classes),
+its saved cases name the images, their masks and their classes),
 once per feedback rule (``MultiScaleConfig.feedback``). For the gray net, each pass
 and the fused map it prints the mean Dice (all tumor images, then by the truth's
 class), the median ratio of predicted to true area and the mean probability outside
@@ -18,14 +18,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
+from tumorseg.evaluation import load_example, load_predictions
+from tumorseg.evaluation.predictions import Case
 from tumorseg.inference import Segmenter
 from tumorseg.inference.multiscale import fuse_passes, pass_maps
 from tumorseg.inference.tensors import resize
-from tumorseg.io.images import load_image, load_mask
 from tumorseg.metrics import dice
-from tumorseg.preprocessing.grayscale import to_grayscale
 
 FEEDBACKS = ("map", "largest_region")
 
@@ -38,9 +37,9 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def tumor_cases(evaluation: Path, limit: int | None) -> list[dict]:
-    cases = pq.read_table(evaluation / "predictions" / "cases.parquet").to_pylist()
-    return [c for c in cases if c["has_tumor"] and not c["error"]][:limit]
+def tumor_cases(evaluation: Path, limit: int | None) -> list[Case]:
+    cases = load_predictions(evaluation / "predictions").good
+    return [case for case in cases if case.has_tumor][:limit]
 
 
 def figures(probability: np.ndarray, truth: np.ndarray) -> tuple[float, float, float]:
@@ -49,14 +48,14 @@ def figures(probability: np.ndarray, truth: np.ndarray) -> tuple[float, float, f
     return dice(mask, truth), mask.sum() / max(truth.sum(), 1), float(probability[~truth].mean())
 
 
-def measure(segmenter: Segmenter, cases: list[dict], feedback: str) -> dict[str, np.ndarray]:
+def measure(segmenter: Segmenter, cases: list[Case], feedback: str) -> dict[str, np.ndarray]:
     """``stage -> (images, 3)`` figures for the gray net, every pass and the fusion."""
     multiscale = replace(segmenter.config.multiscale, feedback=feedback)
     fcn = segmenter.models.network("fcn")
     rows: dict[str, list] = {}
     for case in cases:
-        gray = to_grayscale(load_image(case["path"]))
-        truth = load_mask(case["mask_paths"], shape=gray.shape)
+        example = load_example(case.record(), segmenter.config.limits)
+        gray, truth = example.gray, example.truth
         graynet = segmenter.graynet_probabilities([gray])[0]
         passes = pass_maps(
             fcn, [gray], segmenter.config.networks, multiscale, segmenter.device, guides=[graynet]
@@ -74,7 +73,7 @@ def main() -> None:
     args = parse_args()
     segmenter = Segmenter.from_folder(str(args.model), device="cpu")
     cases = tumor_cases(args.evaluation, args.limit)
-    heterogeneous = np.array([c["true_class"] == "heterogeneous" for c in cases])
+    heterogeneous = np.array([case.true_class == "heterogeneous" for case in cases])
     print(f"{len(cases)} tumor images ({heterogeneous.sum()} heterogeneous) of {args.evaluation}")
     for feedback in FEEDBACKS:
         print(f"\nfeedback={feedback}")
