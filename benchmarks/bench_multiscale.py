@@ -2,6 +2,7 @@
 
     python benchmarks/bench_multiscale.py --data ../shared/data/busi --tracking-uri sqlite:///mlflow.db
     python benchmarks/bench_multiscale.py --preset cpu   # untrained weights
+    python benchmarks/bench_multiscale.py --model-folder model/ --compare-cpu   # on a GPU
 
 Times, per image and on the same batches of real images: the whole multi-scale FCN
 route (``segment_heterogeneous``: canvas, first guide, every pass, fusion), the
@@ -9,26 +10,29 @@ partitions alone (the CPU search that each pass's guide drives), the tile FCN's
 forward passes alone on the same number of tiles, and the gray net on the FCN's
 canvas (``multiscale.canvas_size``, its inputs built as inference builds them).
 Printed: milliseconds per image of each and the route / gray-net ratio. With
-``--tracking-uri`` the registered models run (the guides, hence the partitions, are
-real); otherwise ``--preset``'s networks with random weights (the same arithmetic).
+``--tracking-uri`` or ``--model-folder`` trained models run (the guides, hence the
+partitions, are real); otherwise ``--preset``'s networks with random weights (the same
+arithmetic). ``--compare-cpu`` (on a GPU) also runs the route on the CPU, where tiles
+are cut and pasted one by one with OpenCV, and prints how far the two maps and masks
+differ.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from dataclasses import replace
 
+import numpy as np
 import torch
+from segmenters import add_model_arguments, describe, load_segmenter
 
 from tumorseg.bulk.listing import list_inputs
 from tumorseg.inference.gray_branch import graynet_inputs, segment_homogeneous
-from tumorseg.inference.multiscale import segment_heterogeneous, to_canvas
-from tumorseg.inference.tensors import predict, select_device
+from tumorseg.inference.multiscale import partitions, segment_heterogeneous, to_canvas
+from tumorseg.inference.tensors import predict
 from tumorseg.io import load_image
-from tumorseg.networks import build_network
-from tumorseg.partition import partition_squares
-from tumorseg.training.config import PRESETS
 
 
 def parse_args() -> argparse.Namespace:
@@ -36,26 +40,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--data", default="../shared/data/busi")
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--tracking-uri", help="registered models (default: --preset, untrained)")
-    parser.add_argument("--model-alias", default="champion")
-    parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
-    parser.add_argument("--device", help="default: the first GPU when there is one")
+    add_model_arguments(parser)
     parser.add_argument("--repeats", type=int, default=2, help="timed passes over the images")
+    parser.add_argument(
+        "--compare-cpu", action="store_true", help="also run the route on the CPU and compare"
+    )
     return parser.parse_args()
-
-
-def load(args: argparse.Namespace, device: torch.device):
-    if args.tracking_uri:
-        from tumorseg.tracking import ModelSelector, load_model_set
-
-        models, config = load_model_set(
-            args.tracking_uri, ModelSelector(args.model_alias), device=device
-        )
-        return models.network("fcn"), models.network("graynet"), config
-    config = PRESETS[args.preset].segmenter
-    torch.manual_seed(0)
-    nets = [build_network(role, config.networks).to(device).eval() for role in ("fcn", "graynet")]
-    return nets[0], nets[1], config
 
 
 def timed(repeats: int, batches: list, run) -> float:
@@ -74,8 +64,9 @@ def timed(repeats: int, batches: list, run) -> float:
 
 def main() -> None:
     args = parse_args()
-    device = select_device(args.device)
-    fcn, graynet, config = load(args, device)
+    segmenter = load_segmenter(args)
+    device, config = segmenter.device, segmenter.config
+    fcn, graynet = segmenter.models.network("fcn"), segmenter.models.network("graynet")
     networks, multiscale = config.networks, config.multiscale
     size = multiscale.canvas_size
     paths = [item.absolute_path for item in list_inputs(args.data)[: args.images]]
@@ -106,21 +97,19 @@ def main() -> None:
             for start in range(0, tiles * len(batch), 256):
                 fcn(blank[start : min(start + 256, tiles * len(batch))].to(device))
 
-    def partitions(batch):
-        for image in batch:
-            canvas = to_canvas(image, size)
-            for n_tiles in multiscale.pass_tiles:
-                partition_squares(size, size, n_tiles, canvas)  # a guide-shaped map
+    def layouts(batch):  # as the route makes them: in processes on a GPU
+        canvases = [to_canvas(image, size) for image in batch]  # guide-shaped maps
+        for n_tiles in multiscale.pass_tiles:
+            partitions(canvases, n_tiles, multiscale, in_processes=device.type != "cpu")
 
     print(
         f"{len(images)} images from {args.data}, batches of {args.batch_size}, {device}, "
         f"canvas {size}, tiles {networks.fcn_tile_size}, passes {multiscale.pass_tiles}, "
-        f"first guide: {config.fcn_guide}, "
-        f"{'registered' if args.tracking_uri else 'untrained'} weights"
+        f"first guide: {config.fcn_guide}, {describe(args)}"
     )
     figures = {
         "multi-scale FCN route": timed(args.repeats, batches, route),
-        "  of which the partitions": timed(args.repeats, batches, partitions),
+        "  of which the partitions": timed(args.repeats, batches, layouts),
         f"  of which the FCN forward ({tiles} tiles)": timed(args.repeats, batches, fcn_forward),
         "gray net on the same canvas": timed(args.repeats, batches, gray_net),
     }
@@ -128,6 +117,31 @@ def main() -> None:
         print(f"{label:<40} {seconds * 1000:8.1f} ms/image")
     ratio = figures["multi-scale FCN route"] / figures["gray net on the same canvas"]
     print(f"route / gray net = {ratio:.2f} (target <= 2)")
+    if args.compare_cpu:
+        compare_with_cpu(segmenter, batches, guides if by_graynet else None)
+
+
+def compare_with_cpu(segmenter, batches: list, guides: dict | None) -> None:
+    """How far the route's maps on the segmenter's device are from those on the CPU
+    (per-tile OpenCV cut and paste), over every image; masks at the config's threshold."""
+    config = segmenter.config
+    fcn_cpu = copy.deepcopy(segmenter.models.network("fcn")).to("cpu")
+    worst, differing, pixels = 0.0, 0, 0
+    for batch in batches:
+        first = None if guides is None else guides[id(batch)]
+        here, cpu = (
+            segment_heterogeneous(net, batch, config.networks, config.multiscale, on, guides=first)
+            for on, net in ((segmenter.device, segmenter.models.network("fcn")), ("cpu", fcn_cpu))
+        )
+        for a, b in zip(here, cpu, strict=True):
+            worst = max(worst, float(np.abs(a - b).max()))
+            threshold = config.mask_threshold
+            differing += int(((a >= threshold) != (b >= threshold)).sum())
+            pixels += a.size
+    print(
+        f"{segmenter.device} against the CPU: largest probability difference {worst:.2e}, "
+        f"mask pixels that differ {differing / pixels:.4%} of {pixels}"
+    )
 
 
 if __name__ == "__main__":

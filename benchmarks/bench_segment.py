@@ -1,40 +1,39 @@
 """Bulk segmentation throughput: a bare in-process loop against the Ray Data job.
 
     python benchmarks/bench_segment.py --data ../shared/data/busi --tracking-uri sqlite:///mlflow.db
+    python benchmarks/bench_segment.py --model-folder model/ --in-process-only --fcn-share 0.2
 
 (a) reads and decodes each image with ``load_image`` and runs ``Segmenter.segment_batch``
-    in this process, batch after batch (nothing written);
+    in this process, batch after batch (nothing written); also printed: the rate of
+    ``segment_batch`` alone on images decoded beforehand, and each stage's share;
 (b) runs ``jobs/segment.py``'s pipeline (``run_segmentation``) on the same files into
     a fresh output folder, with at most one actor per stage (the job's defaults),
     with up to two for the multi-scale FCN only, and with up to two per stage.
-Both use the same registered models. Printed: images/s of each, b/a, and 2-actor/1-actor.
+Both use the same models (registered, a model folder, or untrained: see
+``segmenters.py``). ``--fcn-share`` sends that share of each batch down the multi-scale
+FCN's route (forced routes: a cost at a chosen route mix, whatever the policy).
+Printed: images/s of each, b/a, and 2-actor/1-actor.
 Times include everything each path does end to end (for (b): listing, loading the
 models, starting the actors, writing masks and Parquet). (b) also gives its steady
 rate: images per second between the first and the last committed batch (from the
 results' ``finished_at``), which leaves out the start-up that a long job amortises.
-On a GPU, the GPU's utilisation is sampled during (b).
+On a GPU, the GPU's utilisation is sampled during (a) and (b).
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
 import tempfile
-import threading
 import time
+from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
-import ray
-import torch
+from segmenters import GpuSampler, add_model_arguments, describe, load_segmenter
 
-from tumorseg.bulk import SegmentJobConfig, run_segmentation
-from tumorseg.bulk.ledger import RESULTS_DIR
 from tumorseg.bulk.listing import list_inputs
-from tumorseg.inference import Segmenter
 from tumorseg.io import load_image
-from tumorseg.tracking import ModelSelector, load_model_set
 
 
 def parse_args() -> argparse.Namespace:
@@ -47,9 +46,14 @@ def parse_args() -> argparse.Namespace:
         default=1,
         help="link each image this many times: an archive-sized run (the images repeat)",
     )
-    parser.add_argument("--tracking-uri")
-    parser.add_argument("--model-alias", default="champion")
+    add_model_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--fcn-share",
+        type=float,
+        help="force this share of each batch onto the FCN's route, the rest onto the gray "
+        "net's (default: the policy routes)",
+    )
     parser.add_argument("--cpus-per-actor", type=float, default=0.25)
     parser.add_argument("--num-gpus", type=float, default=0.0)
     parser.add_argument("--torch-threads", type=int, help="per actor (default: its CPUs)")
@@ -75,24 +79,65 @@ def pick_images(data: str, count: int | None, folder: Path, repeat: int = 1) -> 
 
 
 def in_process(paths: list[Path], args: argparse.Namespace) -> float:
-    models, config = load_model_set(args.tracking_uri, ModelSelector(args.model_alias), device=None)
-    segmenter = Segmenter(models, config)
+    """(a): images/s of decoding and segmenting batch after batch; prints the rate of
+    ``segment_batch`` alone and each stage's milliseconds per image."""
+    segmenter = load_segmenter(args)
+    batches = [paths[i : i + args.batch_size] for i in range(0, len(paths), args.batch_size)]
+    segmenter.segment_batch(
+        [load_image(p) for p in batches[0]], forced_routes(len(batches[0]), args)
+    )
     start = time.perf_counter()
-    for i in range(0, len(paths), args.batch_size):
-        images = [load_image(p) for p in paths[i : i + args.batch_size]]
-        segmenter.segment_batch(images)
-    return len(paths) / (time.perf_counter() - start)
+    with GpuSampler() as gpu:
+        for batch in batches:
+            segmenter.segment_batch([load_image(p) for p in batch], forced_routes(len(batch), args))
+    bare = len(paths) / (time.perf_counter() - start)
+    decoded = [[load_image(p) for p in batch] for batch in batches]
+    stages: dict[str, list[float]] = defaultdict(list)
+    routed = 0
+    start = time.perf_counter()
+    with GpuSampler() as alone:
+        for images in decoded:
+            results = segmenter.segment_batch(images, forced_routes(len(images), args))
+            routed += sum(1 for r in results if r.pass_tiles)
+            for result in results:
+                for stage, seconds in result.timings.items():
+                    stages[stage].append(seconds)
+    rate = len(paths) / (time.perf_counter() - start)
+    print(
+        f"(a) in-process, {describe(args)} on {segmenter.device}: "
+        f"{routed / len(paths):.0%} of the images on the FCN's route"
+    )
+    print(f"    segment_batch alone (images decoded before): {rate:.2f} images/s{alone.suffix()}")
+    shares = ", ".join(
+        f"{stage} {1000 * sum(times) / len(paths):.1f}" for stage, times in stages.items()
+    )
+    print(f"    ms per image by stage (timed in segment_batch): {shares}")
+    print(f"    decode + segment_batch loop: {bare:.2f} images/s{gpu.suffix()}")
+    return bare
+
+
+def forced_routes(count: int, args: argparse.Namespace) -> list | None:
+    """``--fcn-share`` of ``count`` images on the heterogeneous route, the rest homogeneous."""
+    if args.fcn_share is None:
+        return None
+    routed = int(np.round(args.fcn_share * count))
+    return ["heterogeneous"] * routed + ["homogeneous"] * (count - routed)
 
 
 def with_ray(
     folder: Path, concurrency: int, fcn_concurrency: int | None, args: argparse.Namespace
 ) -> tuple[float, float]:
     """End-to-end and steady images/s of the Ray Data job."""
+    from tumorseg.bulk import SegmentJobConfig, run_segmentation
+    from tumorseg.bulk.ledger import RESULTS_DIR
+    from tumorseg.tracking import ModelSelector
+
     with tempfile.TemporaryDirectory() as output:
         config = SegmentJobConfig(
             input=str(folder),
             output=output,
             tracking_uri=args.tracking_uri,
+            model_folder=args.model_folder,
             models=ModelSelector(args.model_alias),
             batch_size=args.batch_size,
             concurrency=concurrency,
@@ -116,34 +161,6 @@ def steady_rate(results: Path) -> float:
     return (batches.sum() - batches.iloc[0]) / seconds if seconds > 0 else float("nan")
 
 
-class GpuSampler:
-    """Mean GPU utilisation from ``nvidia-smi`` while a block runs (None without a GPU)."""
-
-    def __init__(self) -> None:
-        self.samples: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.5):
-            query = ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"]
-            found = subprocess.run(query, capture_output=True, text=True, check=False)
-            if found.returncode == 0 and found.stdout.strip():
-                self.samples.append(float(found.stdout.split()[0]))
-
-    def __enter__(self) -> GpuSampler:
-        if torch.cuda.is_available() and shutil.which("nvidia-smi"):
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-
-    @property
-    def mean(self) -> float | None:
-        return sum(self.samples) / len(self.samples) if self.samples else None
-
-
 def main() -> None:
     args = parse_args()
     with tempfile.TemporaryDirectory() as scratch:
@@ -152,19 +169,23 @@ def main() -> None:
         repeated = f" ({args.repeat}× each)" if args.repeat > 1 else ""
         print(f"{len(paths)} images from {args.data}{repeated}, batch size {args.batch_size}")
         bare = in_process(paths, args)
-        print(f"(a) in-process Segmenter.segment_batch loop: {bare:.2f} images/s")
         if args.in_process_only:
             return
+        if not (args.tracking_uri or args.model_folder):
+            raise SystemExit("(b) needs trained models: --tracking-uri or --model-folder")
+        if args.fcn_share is not None:
+            raise SystemExit("--fcn-share forces routes in (a) only: add --in-process-only")
+        import ray
+
         ray.init(address="local", log_to_driver=False)
         rates = {}
         for label, concurrency, fcn in RAY_RUNS:
             with GpuSampler() as gpu:
                 rates[label], steady = with_ray(folder, concurrency, fcn, args)
-            busy = "" if gpu.mean is None else f", GPU utilisation {gpu.mean:.0f} %"
             print(
                 f"(b) Ray Data job, {label}: {rates[label]:.2f} images/s end to end "
                 f"(b/a {rates[label] / bare:.2f}); steady {steady:.2f} images/s "
-                f"(b/a {steady / bare:.2f}){busy}"
+                f"(b/a {steady / bare:.2f}){gpu.suffix()}"
             )
         ray.shutdown()
     one, two = rates["1 actor per stage"], rates["2 actors per stage"]
