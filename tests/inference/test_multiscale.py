@@ -11,6 +11,7 @@ from tumorseg.inference.multiscale import (
     coarse_seeds,
     feedback_guides,
     fuse_passes,
+    partitions,
     pass_weights,
     paste_tiles,
     segment_heterogeneous,
@@ -95,6 +96,23 @@ def _lesion_and_island(size: int = 64) -> np.ndarray:
     probability[14:36, 14:36] = 0.9  # the lesion
     probability[50:56, 50:56] = 0.8  # an island
     return probability
+
+
+def test_partitions_in_worker_processes_equal_those_made_here() -> None:
+    config = MultiScaleConfig(canvas_size=128)
+    guides = [_lesion_and_island(), None, np.zeros((64, 64), np.float32), _lesion_and_island().T]
+    here = partitions(guides, 50, config)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the processes' budget: torch's thread count
+    try:
+        there = partitions(guides, 50, config, in_processes=True)
+    finally:
+        torch.set_num_threads(threads)
+    assert len(there) == len(here) == 4
+    for a, b in zip(here, there, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(here[0], here[1])  # the guide did steer the layout
+    np.testing.assert_array_equal(here[0], partition_squares(128, 128, 50, guides[0]))
 
 
 def test_the_feedback_unit_hands_on_the_largest_region_only() -> None:

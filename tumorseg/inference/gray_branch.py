@@ -9,6 +9,7 @@ import numpy as np
 
 from tumorseg.config import BinarizerConfig, NetworkConfig
 from tumorseg.inference.tensors import predict_maps, resize, stack_resized
+from tumorseg.inference.threads import map_images
 from tumorseg.preprocessing.binarize import binarize
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
 def binarize_images(images: Sequence[np.ndarray], binarizer: BinarizerConfig) -> list[np.ndarray]:
     """The binarization module on each image: ``uint8`` {0, 1} masks at the image's size."""
-    return [binarize(image, binarizer).astype(np.uint8) for image in images]
+    return map_images(lambda image: binarize(image, binarizer).astype(np.uint8), images)
 
 
 def graynet_inputs(
@@ -58,4 +59,4 @@ def segment_homogeneous(
         return []
     inputs = graynet_inputs(images, networks, binarizer, binaries)
     probabilities = predict_maps(model, inputs, device, chunk, flip_tta)
-    return [resize(p, *image.shape) for p, image in zip(probabilities, images, strict=True)]
+    return map_images(lambda p, image: resize(p, *image.shape), probabilities, images)

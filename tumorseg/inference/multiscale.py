@@ -17,7 +17,10 @@ where a pass runs: the training corpus's tasks cut tiles with :func:`tile_inputs
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from functools import lru_cache, partial
 from typing import TYPE_CHECKING, TypeVar
 
 import cv2
@@ -26,6 +29,7 @@ import numpy as np
 from tumorseg.config import MultiScaleConfig, NetworkConfig
 from tumorseg.inference.postprocess import largest_component
 from tumorseg.inference.tensors import predict, predict_tensor, resize, sigmoid
+from tumorseg.inference.threads import cpu_threads, map_images
 from tumorseg.partition import partition_squares
 
 if TYPE_CHECKING:
@@ -166,7 +170,7 @@ def segment_heterogeneous(
         return []
     history = pass_maps(model, images, networks, multiscale, device, chunk, guides)
     fused = _array(fuse_passes(history, multiscale))
-    return [resize(f, *image.shape) for f, image in zip(fused, images, strict=True)]
+    return map_images(lambda f, image: resize(f, *image.shape), fused, images)
 
 
 def pass_maps(
@@ -183,27 +187,56 @@ def pass_maps(
     import torch
 
     size = multiscale.canvas_size
+    on_device = torch.device(device).type != "cpu"
     with torch.inference_mode():
-        canvases = _on(device, np.stack([to_canvas(image, size) for image in images]))
+        canvases = _on(device, np.stack(map_images(lambda image: to_canvas(image, size), images)))
         guide = _first_guides(model, canvases, networks, multiscale, chunk, guides)
         history = []
         for n_tiles in multiscale.pass_tiles:
             guide_arrays = [None] * len(images) if guide is None else _array(guide)
-            layouts = [
-                partition_squares(
-                    size,
-                    size,
-                    n_tiles,
-                    g,
-                    boundary_width=multiscale.guide_boundary_width,
-                    guide_weight=multiscale.guide_weight,
-                )
-                for g in guide_arrays
-            ]
+            layouts = partitions(guide_arrays, n_tiles, multiscale, in_processes=on_device)
             output = _fcn_pass(model, canvases, guide, layouts, networks.fcn_tile_size, chunk)
             history.append(output)
             guide = feedback_guides(output, multiscale)
     return history
+
+
+def partitions(
+    guides: Sequence[np.ndarray | None],
+    n_tiles: int,
+    multiscale: MultiScaleConfig,
+    in_processes: bool = False,
+) -> list[np.ndarray]:
+    """One pass's layout of each canvas, each guided by its map (or by none).
+
+    The partition is a search in Python, which threads cannot spread; with
+    ``in_processes`` (on a GPU, where the networks take little and the searches most
+    of a pass) and several CPU threads to spend, they run in worker processes.
+    """
+    size = multiscale.canvas_size
+    layout = partial(
+        partition_squares,
+        size,
+        size,
+        n_tiles,
+        boundary_width=multiscale.guide_boundary_width,
+        guide_weight=multiscale.guide_weight,
+    )
+    workers = min(cpu_threads(), MAX_PARTITION_PROCESSES, len(guides))
+    if not in_processes or workers < 2:
+        return [layout(g) for g in guides]
+    chunk = -(-len(guides) // workers)
+    return list(_partition_pool(workers).map(layout, guides, chunksize=chunk))
+
+
+#: Worker processes for the partitions of a pass at most (see :func:`partitions`).
+MAX_PARTITION_PROCESSES = 8
+
+
+@lru_cache(maxsize=2)
+def _partition_pool(workers: int) -> ProcessPoolExecutor:
+    # spawn: a forked copy of a process that holds CUDA and Ray threads is not safe.
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 def feedback_guides(maps: Map, multiscale: MultiScaleConfig) -> Map:
@@ -216,7 +249,7 @@ def feedback_guides(maps: Map, multiscale: MultiScaleConfig) -> Map:
     if multiscale.feedback == "map":
         return maps
     radius = round(multiscale.guide_boundary_width * maps.shape[-1] / 2)
-    support = np.stack([_region_support(m, radius) for m in _array(maps)])
+    support = np.stack(map_images(lambda m: _region_support(m, radius), _array(maps)))
     if isinstance(maps, np.ndarray):
         return maps * support
     import torch

@@ -22,6 +22,7 @@ from tumorseg.inference.multiscale import segment_heterogeneous
 from tumorseg.inference.result import SegmentationResult
 from tumorseg.inference.routing import class_probabilities
 from tumorseg.inference.tensors import select_device
+from tumorseg.inference.threads import map_images
 from tumorseg.preprocessing.grayscale import to_grayscale
 from tumorseg.preprocessing.heterogeneity import heterogeneity_score
 
@@ -74,15 +75,13 @@ class Segmenter:
         image's branch (an external decision, e.g. an expert's): the route
         confidence is then 1.0 and the image is taken to hold a lesion.
         """
-        grays = [to_grayscale(image) for image in images]
+        grays = map_images(to_grayscale, images)
         firsts = self.first_stage(grays, routes)
         members = [i for i, first in enumerate(firsts) if first.needs_fcn]
         fcn_maps = self.fcn_stage([grays[i] for i in members], [firsts[i] for i in members])
         by_image = dict(zip(members, fcn_maps, strict=True))
-        return [
-            self.finish(gray, first, by_image.get(i))
-            for i, (gray, first) in enumerate(zip(grays, firsts, strict=True))
-        ]
+        fcn_per_image = [by_image.get(i) for i in range(len(grays))]
+        return map_images(self.finish, grays, firsts, fcn_per_image)
 
     # The three stages below are the whole method; pipelines that run stages in
     # workers of their own (bulk segmentation on Ray Data, the Serve deployments)
@@ -119,15 +118,13 @@ class Segmenter:
         forced = list(routes) if routes is not None else [None] * len(grays)
         own = self.models.versions
         classifiers = classifier_versions or [own.get("classifier", "")] * len(grays)
+        decisions = map_images(self.decide, grays, classes, maps, forced)
         return [
             FirstStageOutput(
-                self.decide(gray, p, graynet_map, route),
-                graynet_map,
-                timing,
-                {"classifier": classifier, "graynet": own.get("graynet", "")},
+                decision, graynet_map, timing, {"classifier": c, "graynet": own.get("graynet", "")}
             )
-            for gray, p, graynet_map, route, timing, classifier in zip(
-                grays, classes, maps, forced, timings, classifiers, strict=True
+            for decision, graynet_map, timing, c in zip(
+                decisions, maps, timings, classifiers, strict=True
             )
         ]
 
