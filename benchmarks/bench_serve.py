@@ -1,11 +1,13 @@
 """Serving latency and throughput over HTTP on loopback, and autoscaling under load.
 
     python benchmarks/bench_serve.py --data ../shared/data/busi --tracking-uri sqlite:///mlflow.db
+    python benchmarks/bench_serve.py --data ../shared/data/busi --model-folder model/
 
-Starts a local Ray and the Serve app (models by alias from MLflow), then:
+Starts a local Ray and the Serve app (models by alias from MLflow, or a model folder), then:
 1. times an in-process ``Segmenter.segment`` call (decode included) on the images;
 2. sends ``--requests`` POST /v1/segment requests at each concurrency (default 1, 4,
-   16) from an async client, and prints p50/p95/p99 latency, requests/s and errors;
+   16, 64) from an async client, and prints p50/p95/p99 latency, requests/s, and the
+   count and p95 latency of the errors (beyond capacity: Serve's 503s);
 3. prints serve p50 at concurrency 1 divided by the in-process p50, and the p50 of
    Serve's own floor: an app of the same shape (HTTP, ingress, two hops at once, one
    after) whose deployments do no work, so the framework's share is plain;
@@ -27,12 +29,11 @@ import numpy as np
 import ray
 from ray import serve
 from ray.serve.handle import DeploymentHandle
+from segmenters import add_model_arguments, load_segmenter
 
 from tumorseg.bulk.listing import list_inputs
-from tumorseg.inference import Segmenter
 from tumorseg.io import load_image
 from tumorseg.serving.app import build_app
-from tumorseg.tracking import ModelSelector, load_model_set
 
 NETWORKS = ("Classifier", "Binarizer", "GrayNet", "MultiScaleFCN")
 
@@ -44,9 +45,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--requests", type=int, default=300, help="requests per concurrency (long enough to scale)"
     )
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
-    parser.add_argument("--tracking-uri")
-    parser.add_argument("--model-alias", default="champion")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
+    add_model_arguments(parser)
     parser.add_argument("--settle-s", type=float, default=60, help="max wait for downscale")
     parser.add_argument("--torch-threads", type=int, help="per model replica (default: Ray's)")
     return parser.parse_args()
@@ -86,13 +86,12 @@ class ReplicaSampler:
 
 
 async def load(url: str, bodies: list[bytes], requests: int, concurrency: int):
-    latencies, errors = [], 0
+    latencies, errors = [], []
     limit = asyncio.Semaphore(concurrency)
     timeout = aiohttp.ClientTimeout(total=300)
     async with aiohttp.ClientSession(timeout=timeout) as session:
 
         async def one(i: int) -> None:
-            nonlocal errors
             async with limit:
                 start = time.perf_counter()
                 async with session.post(
@@ -101,23 +100,21 @@ async def load(url: str, bodies: list[bytes], requests: int, concurrency: int):
                     headers={"Content-Type": "image/png"},
                 ) as response:
                     await response.read()
-                    if response.status == 200:
-                        latencies.append(time.perf_counter() - start)
-                    else:
-                        errors += 1
+                    taken = time.perf_counter() - start
+                    (latencies if response.status == 200 else errors).append(taken)
 
         start = time.perf_counter()
         await asyncio.gather(*(one(i) for i in range(requests)))
     return latencies, errors, time.perf_counter() - start
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.1})
+@serve.deployment(ray_actor_options={"num_cpus": 0})  # no work: needs no CPU of the app
 class Echo:
     async def __call__(self, image: np.ndarray) -> np.ndarray:
         return image
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.1})
+@serve.deployment(ray_actor_options={"num_cpus": 0})  # no work: needs no CPU of the app
 class EchoIngress:
     """The app's critical path without its work: read the body, call two deployments
     at once (classifier, binarizer), then one (gray net), by value, answer JSON. It
@@ -134,8 +131,7 @@ class EchoIngress:
 
 
 def in_process_latencies(bodies: list[bytes], args: argparse.Namespace) -> list[float]:
-    models, config = load_model_set(args.tracking_uri, ModelSelector(args.model_alias), device=None)
-    segmenter = Segmenter(models, config)
+    segmenter = load_segmenter(args)
     segmenter.segment(load_image(bodies[0]))  # warm-up
     latencies = []
     for body in bodies:
@@ -147,6 +143,8 @@ def in_process_latencies(bodies: list[bytes], args: argparse.Namespace) -> list[
 
 def main() -> None:
     args = parse_args()
+    if not (args.tracking_uri or args.model_folder):
+        raise SystemExit("give the models: --tracking-uri or --model-folder")
     paths = [Path(item.absolute_path) for item in list_inputs(args.data)]
     step = max(1, len(paths) // args.images)
     bodies = [p.read_bytes() for p in paths[::step][: args.images]]
@@ -162,8 +160,11 @@ def main() -> None:
     serve.run(
         build_app(
             {
-                "model_alias": args.model_alias,
-                "tracking_uri": args.tracking_uri,
+                **(
+                    {"model_folder": str(Path(args.model_folder).resolve())}
+                    if args.model_folder
+                    else {"model_alias": args.model_alias, "tracking_uri": args.tracking_uri}
+                ),
                 **({"torch_threads": args.torch_threads} if args.torch_threads else {}),
             }
         ),
@@ -187,9 +188,10 @@ def main() -> None:
         with ReplicaSampler() as sampler:
             latencies, errors, seconds = asyncio.run(load(url, bodies, args.requests, concurrency))
         rate = len(latencies) / seconds
+        refused = f" (p95 {np.percentile(errors, 95) * 1000:.0f} ms)" if errors else ""
         print(
             f"concurrency {concurrency:3d}: {percentiles(latencies)}  {rate:6.2f} req/s  "
-            f"errors {errors}  peak replicas {sampler.peak}"
+            f"errors {len(errors)}{refused}  peak replicas {sampler.peak}"
         )
         if concurrency == 1:
             p50_serve = float(np.median(latencies))
