@@ -275,3 +275,19 @@ def test_a_cine_loop_gets_a_row_and_mask_per_frame_and_one_seg(
 
     (error,) = read_table(output, ERRORS_DIR).to_pylist()  # over the frame limit: one row
     assert error["source_path"] == "too-long.dcm" and "61 frames" in error["message"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"batch_size": 0},
+        {"concurrency": 0},
+        {"fcn_concurrency": 0},
+        {"cpus_per_actor": 0},
+        {"memory_per_actor_gib": 0},
+        {"num_gpus": -1},
+    ],
+)
+def test_a_job_config_out_of_range_is_refused(tmp_path, bad) -> None:
+    with pytest.raises(ValueError, match=next(iter(bad)).split("_per")[0]):
+        SegmentJobConfig(input=str(tmp_path), output=str(tmp_path / "out"), **bad)

@@ -26,7 +26,9 @@ class SegmentJobConfig:
     the read/write tasks fit together (measured on 2 CPUs with Ray 2.60: three actor
     pools of 0.5 CPU each never start, Ray Data's per-operator reservations leave
     them pending; 0.25 runs); ``torch_threads`` (default: the actor's CPUs
-    rounded up) keeps actors from fighting over cores.
+    rounded up) keeps actors from fighting over cores. ``memory_per_actor_gib`` is
+    what each network actor asks Ray to reserve (an FCN actor held up to 0.9 GiB on
+    BUSI with the cpu preset's models), so a node runs no more of them than its memory holds.
     """
 
     input: str | DicomWebQuery  # a folder tree, a manifest, or a PACS query
@@ -42,6 +44,7 @@ class SegmentJobConfig:
     cpus_per_task: float = 0.25
     num_gpus: float = 0.0
     torch_threads: int | None = None
+    memory_per_actor_gib: float = 1.25
     write_overlays: bool = False
     write_dicom_seg: bool = False  # a DICOM SEG (highdicom) per DICOM input
     limits: ImageLimits = field(default_factory=ImageLimits)
@@ -59,6 +62,10 @@ class SegmentJobConfig:
             raise ValueError("cpus_per_actor and cpus_per_task must be positive")
         if self.listing_chunk < 1:
             raise ValueError(f"listing_chunk must be at least 1, got {self.listing_chunk}")
+        if self.memory_per_actor_gib <= 0:
+            raise ValueError(
+                f"memory_per_actor_gib must be positive, got {self.memory_per_actor_gib}"
+            )
         if self.num_gpus < 0:
             raise ValueError(f"num_gpus must not be negative, got {self.num_gpus}")
 

@@ -95,6 +95,7 @@ def build_dataset(
         "batch_format": "pandas",
         "num_cpus": config.cpus_per_actor,
         "num_gpus": config.num_gpus or None,
+        "memory": round(config.memory_per_actor_gib * 2**30),
     }
     pool = _pool(config.concurrency)
     shared = SharedModels(ray.put(models))

@@ -61,6 +61,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--cpus-per-actor", type=float, default=0.25, help="CPUs of each network actor"
     )
     parser.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per network actor")
+    parser.add_argument(
+        "--memory-per-actor-gib",
+        type=float,
+        default=1.25,
+        help="memory each network actor reserves (GiB)",
+    )
     parser.add_argument("--torch-threads", type=int, help="default: the actor's CPUs, rounded up")
     parser.add_argument("--overlays", action="store_true", help="also write overlays/…png")
     parser.add_argument(
@@ -118,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         concurrency=args.concurrency,
         fcn_concurrency=args.fcn_concurrency,
         cpus_per_actor=args.cpus_per_actor,
+        memory_per_actor_gib=args.memory_per_actor_gib,
         num_gpus=args.num_gpus,
         torch_threads=args.torch_threads,
         write_overlays=args.overlays,
