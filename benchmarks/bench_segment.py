@@ -111,6 +111,8 @@ def in_process(paths: list[Path], args: argparse.Namespace) -> float:
     shares = ", ".join(
         f"{stage} {1000 * sum(times) / len(paths):.1f}" for stage, times in stages.items()
     )
+    # A network stage's time is its batch's, shared over its images; the score is each
+    # image's own, and these overlap where per-image work runs on several threads.
     print(f"    ms per image by stage (timed in segment_batch): {shares}")
     print(f"    decode + segment_batch loop: {bare:.2f} images/s{gpu.suffix()}")
     return bare

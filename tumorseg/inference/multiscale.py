@@ -10,8 +10,9 @@ then fused (:func:`fuse_passes`) and the result resized to each image's size.
 
 On a GPU, from canvas to fused map the images stay tensors on the model's device
 (the cut and paste are batched: :mod:`tumorseg.inference.tiling`), and only the
-partition, a search on the CPU, takes each pass's guide as an array; on a CPU they
-stay arrays, cut and pasted tile by tile (see :func:`_fcn_pass`). torch is imported
+partition, a search on the CPU (in worker processes: :func:`partitions`), takes each
+pass's guide as an array; on a CPU they stay arrays, cut and pasted tile by tile (see
+:func:`_fcn_pass`). torch is imported
 where a pass runs: the training corpus's tasks cut tiles with :func:`tile_inputs`.
 """
 
