@@ -161,7 +161,7 @@ def main() -> None:
         build_app(
             {
                 **(
-                    {"model_folder": str(Path(args.model_folder).resolve())}
+                    {"model_folder": str(Path(args.model_folder).resolve()), "engine": args.engine}
                     if args.model_folder
                     else {"model_alias": args.model_alias, "tracking_uri": args.tracking_uri}
                 ),

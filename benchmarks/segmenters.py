@@ -24,6 +24,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-alias", default="champion")
     parser.add_argument("--model-folder", help="a folder from tumorseg export")
     parser.add_argument(
+        "--engine",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="with --model-folder: onnx runs its ONNX graphs on ONNX Runtime (CPU)",
+    )
+    parser.add_argument(
         "--preset",
         default="cpu",
         choices=sorted(PRESETS),
@@ -37,7 +43,7 @@ def load_segmenter(args: argparse.Namespace) -> Segmenter:
     if args.tracking_uri and args.model_folder:
         raise SystemExit("give --tracking-uri or --model-folder, not both")
     if args.model_folder:
-        return Segmenter.from_folder(args.model_folder, device=args.device)
+        return Segmenter.from_folder(args.model_folder, args.device, args.engine)
     if args.tracking_uri:
         from tumorseg.tracking import ModelSelector, load_model_set
 
@@ -50,7 +56,7 @@ def load_segmenter(args: argparse.Namespace) -> Segmenter:
 
 def describe(args: argparse.Namespace) -> str:
     if args.model_folder:
-        return f"model folder {args.model_folder}"
+        return f"model folder {args.model_folder} ({args.engine})"
     if args.tracking_uri:
         return f"registered models ({args.model_alias})"
     return f"{args.preset} preset's networks, untrained"

@@ -72,3 +72,13 @@ def test_upload_and_decode_seconds_come_from_args_and_must_be_positive() -> None
     for name in ("upload_seconds", "decode_seconds"):
         with pytest.raises(ValueError, match=f"{name} must be positive"):
             ServeSettings.from_args({name: 0})
+
+
+def test_the_onnx_engine_needs_a_model_folder() -> None:
+    assert ServeSettings.from_args({}).engine == "torch"
+    folder = ServeSettings.from_args({"engine": "onnx", "model_folder": "/models/set"})
+    assert folder.engine == "onnx"
+    with pytest.raises(ValueError, match="give model_folder"):
+        ServeSettings.from_args({"engine": "onnx", "model_alias": "champion"})
+    with pytest.raises(ValueError, match="engine must be one of"):
+        ServeSettings.from_args({"engine": "tensorrt", "model_folder": "/models/set"})

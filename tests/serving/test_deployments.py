@@ -30,6 +30,26 @@ def test_every_model_deployment_serves_a_model_folder_with_its_own_network(tmp_p
     assert binarizer.binarizer == config.binarizer
 
 
+def test_the_onnx_engine_serves_the_folders_graphs_with_the_same_maps(tmp_path) -> None:
+    from tumorseg.inference.onnx_engine import OnnxNetwork
+
+    config = preset_config("smoke").segmenter
+    models = ModelSet.untrained(config.networks, seed=3)
+    save_model_folder(tmp_path / "model", models, config, onnx=True)
+    folder = str(tmp_path / "model")
+    engines = {
+        engine: GrayNet.func_or_class(
+            ServeSettings.from_args({"model_folder": folder, "engine": engine})
+        )
+        for engine in ("torch", "onnx")
+    }
+    onnx = engines["onnx"].segmenter
+    assert isinstance(onnx.models.graynet, OnnxNetwork) and onnx.device.type == "cpu"
+    gray = make_phantom(5, height=96, width=120).image
+    maps = [r.segmenter.graynet_probabilities([gray])[0] for r in engines.values()]
+    np.testing.assert_allclose(maps[0], maps[1], atol=1e-4)
+
+
 def test_a_switch_that_fails_keeps_the_set_the_replica_serves(tmp_path) -> None:
     import asyncio
 

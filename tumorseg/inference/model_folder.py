@@ -121,11 +121,12 @@ def read_folder_config(directory: str | Path) -> SegmenterConfig:
 
 def _onnx_network(directory: Path, role: str) -> nn.Module:
     from tumorseg.inference.onnx_engine import OnnxNetwork
+    from tumorseg.inference.threads import cpu_threads
 
     path = directory / f"{role}.onnx"
     if not path.is_file():
         raise ModelArtifactError(f"{directory} has no {path.name}: export it with --onnx")
-    return OnnxNetwork(path)
+    return OnnxNetwork(path, threads=cpu_threads())  # the CPUs torch was given
 
 
 def load_folder_baseline(directory: str | Path, device: str | torch.device = "cpu"):

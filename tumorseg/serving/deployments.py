@@ -95,12 +95,13 @@ class _ModelStage(_Reconfigurable):
             import torch
 
             torch.set_num_threads(settings.torch_threads)
+        self.engine = settings.engine
         super().__init__(settings)
 
     def _load(self, choice: ModelChoice) -> None:
         if choice.model_folder:
             models, config = load_model_folder(
-                choice.model_folder, select_device(None), roles=self.roles
+                choice.model_folder, select_device(None), self.engine, roles=self.roles
             )
         else:
             models, config = load_model_set(
@@ -110,7 +111,8 @@ class _ModelStage(_Reconfigurable):
                 device=None,  # the replica's GPU when it was given one
                 roles=self.roles,
             )
-        self.segmenter, self.choice = Segmenter(models, config), choice
+        device = "cpu" if self.engine == "onnx" else None  # None: the replica's GPU if any
+        self.segmenter, self.choice = Segmenter(models, config, device), choice
         log.info("%s serves %s", type(self).__name__, models.versions)
 
     def versions(self) -> dict[str, str]:

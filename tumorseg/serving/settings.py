@@ -59,6 +59,10 @@ class ModelChoice:
         return cls(**values)
 
 
+#: The engines a model replica may run its networks on.
+ENGINES = ("torch", "onnx")
+
+
 @dataclass(frozen=True)
 class ServeSettings:
     """Request limits, auth and the default model choice of the whole application."""
@@ -76,11 +80,21 @@ class ServeSettings:
     # slot: 408 after this) and its image to decode (413 after this).
     upload_seconds: float = 30.0
     decode_seconds: float = 10.0
+    # "onnx": the model folder's ONNX graphs on ONNX Runtime (CPU replicas only), which
+    # runs these small networks on one image faster than torch eager does.
+    engine: str = "torch"
 
     def __post_init__(self) -> None:
         for name in ("upload_seconds", "decode_seconds"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
+        if self.engine == "onnx" and not self.models.model_folder:
+            raise ValueError(
+                "engine 'onnx' runs a model folder's ONNX graphs (tumorseg export --onnx): "
+                "give model_folder"
+            )
 
     @property
     def limits(self) -> ImageLimits:
@@ -120,6 +134,7 @@ class ServeSettings:
             ),
             upload_seconds=float(args.pop("upload_seconds", cls.upload_seconds)),
             decode_seconds=float(args.pop("decode_seconds", cls.decode_seconds)),
+            engine=str(args.pop("engine", cls.engine)),
         )
         if args:
             raise ValueError(f"unknown application args {sorted(args)}")
