@@ -193,6 +193,12 @@ class SegmenterConfig:
         _check_choice("fcn_guide", self.fcn_guide, ("graynet", "own"))
         _check_choice("presence_source", self.presence_source, PRESENCE_SOURCES)
 
+    @property
+    def routes_to_fcn(self) -> bool:
+        """Whether any image can take the FCN route (no probability exceeds 1.0); a
+        forced route (an expert's) still can."""
+        return self.route_threshold < 1.0
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

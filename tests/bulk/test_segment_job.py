@@ -291,3 +291,18 @@ def test_a_cine_loop_gets_a_row_and_mask_per_frame_and_one_seg(
 def test_a_job_config_out_of_range_is_refused(tmp_path, bad) -> None:
     with pytest.raises(ValueError, match=next(iter(bad)).split("_per")[0]):
         SegmentJobConfig(input=str(tmp_path), output=str(tmp_path / "out"), **bad)
+
+
+def test_a_policy_that_never_routes_to_the_fcn_starts_no_fcn_actors(ray_session, tmp_path) -> None:
+    from tumorseg.bulk.pipeline import build_dataset
+    from tumorseg.config import SegmenterConfig
+    from tumorseg.inference.models import ModelSet
+
+    listing = ray_session.data.from_items([{"path": "x.png"}])
+    job = SegmentJobConfig(input=str(tmp_path), output=str(tmp_path / "out"))
+    for threshold, fcn_stage in ((0.5, True), (1.0, False)):
+        config = SegmenterConfig(route_threshold=threshold)
+        assert config.routes_to_fcn is fcn_stage
+        plan = str(build_dataset(job, listing, ModelSet.untrained(config.networks), config))
+        assert ("FCNStage" in plan) is fcn_stage, plan
+        assert "FirstStage" in plan and "WriteStage" in plan

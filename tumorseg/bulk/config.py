@@ -22,6 +22,8 @@ class SegmentJobConfig:
     with one actor and Ray Data grows it under load. (Pools started at full size
     ran faster on one node but left actors unplaced on a two-node test cluster, so
     the job never used the second node: tests/cluster/test_multinode.py.)
+    A set whose policy routes no image to the FCN (``route_threshold`` 1.0) gets no FCN
+    stage, and its first stage takes up to ``concurrency`` + the FCN's pool instead.
     ``cpus_per_actor`` is fractional on small machines so that the three pools and
     the read/write tasks fit together (measured on 2 CPUs with Ray 2.60: three actor
     pools of 0.5 CPU each never start, Ray Data's per-operator reservations leave

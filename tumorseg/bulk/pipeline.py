@@ -100,33 +100,35 @@ def build_dataset(
     pool = _pool(config.concurrency)
     shared = SharedModels(ray.put(models))
     shipped = {"config": config, "models": shared, "segmenter_config": segmenter_config}
-    return (
-        listing.map_batches(
-            decode_batch,
-            fn_kwargs={"limits": config.limits, "dicomweb": config.dicomweb},
-            batch_size=config.batch_size,
-            batch_format="pandas",
-            num_cpus=config.cpus_per_task,
-        )
-        .map_batches(FirstStage, fn_constructor_kwargs=shipped, compute=pool, **network)
-        .map_batches(
+    # A policy that routes nothing to the FCN gets no FCN stage (its actors would
+    # idle); the first stage may take their places instead.
+    routes = segmenter_config.routes_to_fcn
+    first_pool = pool if routes else _pool(config.concurrency + config.fcn_actors)
+    segmented = listing.map_batches(
+        decode_batch,
+        fn_kwargs={"limits": config.limits, "dicomweb": config.dicomweb},
+        batch_size=config.batch_size,
+        batch_format="pandas",
+        num_cpus=config.cpus_per_task,
+    ).map_batches(FirstStage, fn_constructor_kwargs=shipped, compute=first_pool, **network)
+    if routes:
+        segmented = segmented.map_batches(
             FCNStage,
             fn_constructor_kwargs=shipped,
             compute=_pool(config.fcn_actors),
             **network,
         )
-        .map_batches(
-            WriteStage,
-            fn_constructor_kwargs={
-                "output": config.output,
-                "dicom_seg": config.write_dicom_seg,
-                "dicomweb": config.dicomweb,
-            },
-            batch_size=config.batch_size,
-            batch_format="pandas",
-            num_cpus=config.cpus_per_task,
-            compute=pool,
-        )
+    return segmented.map_batches(
+        WriteStage,
+        fn_constructor_kwargs={
+            "output": config.output,
+            "dicom_seg": config.write_dicom_seg,
+            "dicomweb": config.dicomweb,
+        },
+        batch_size=config.batch_size,
+        batch_format="pandas",
+        num_cpus=config.cpus_per_task,
+        compute=pool,
     )
 
 
