@@ -30,3 +30,21 @@ def kill_after_first_commit(command: list[str], output: Path, timeout_s: float =
     assert driver.poll() is None, "the driver ended before any batch was committed"
     driver.send_signal(signal.SIGKILL)
     driver.wait(timeout=30)
+    _settle(output)
+
+
+def _settle(output: Path, quiet_s: float = 3.0, timeout_s: float = 60.0) -> None:
+    """Wait until no part is committed for ``quiet_s``: the dead driver's actors live
+    until Ray reaps them and may commit a batch they were writing (a race seen in a
+    full run: the rerun then found more done than was counted at the kill)."""
+
+    def parts() -> int:
+        return sum(1 for d in (RESULTS_DIR, ERRORS_DIR) for _ in (output / d).glob("part-*"))
+
+    deadline = time.monotonic() + timeout_s
+    seen, since = parts(), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < quiet_s:
+        time.sleep(0.2)
+        now = parts()
+        if now != seen:
+            seen, since = now, time.monotonic()
