@@ -15,6 +15,7 @@ import threading
 
 import torch
 
+from tumorseg.config import ENGINES
 from tumorseg.inference import Segmenter
 from tumorseg.training.config import PRESETS
 
@@ -25,7 +26,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-folder", help="a folder from tumorseg export")
     parser.add_argument(
         "--engine",
-        choices=("torch", "onnx"),
+        choices=ENGINES,
         default="torch",
         help="with --model-folder: onnx runs its ONNX graphs on ONNX Runtime (CPU)",
     )

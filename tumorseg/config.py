@@ -13,6 +13,10 @@ ROUTES: tuple[str, str] = ("homogeneous", "heterogeneous")
 Route = Literal["homogeneous", "heterogeneous"]
 #: The classifier's outputs, in logit order: tumor-free, then one class per route.
 CLASSES: tuple[str, str, str] = ("normal", *ROUTES)
+#: Route threshold that sends every image to the gray net (p(heterogeneous) never exceeds 1).
+GRAYNET_ONLY = 1.0
+#: What runs a set's networks: torch, or a model folder's ONNX graphs on ONNX Runtime (CPU).
+ENGINES: tuple[str, str] = ("torch", "onnx")
 
 
 @dataclass(frozen=True)
@@ -197,7 +201,7 @@ class SegmenterConfig:
     def routes_to_fcn(self) -> bool:
         """Whether any image can take the FCN route (no probability exceeds 1.0); a
         forced route (an expert's) still can."""
-        return self.route_threshold < 1.0
+        return self.route_threshold < GRAYNET_ONLY
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

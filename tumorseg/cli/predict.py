@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from tumorseg.cli import HelpFormatter
+from tumorseg.config import ENGINES
 
 log = logging.getLogger("tumorseg.predict")
 
@@ -33,7 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", help="torch device (default: first GPU, else CPU)")
     parser.add_argument(
         "--engine",
-        choices=("torch", "onnx"),
+        choices=ENGINES,
         default="torch",
         help="onnx: the folder's ONNX graphs on ONNX Runtime (CPU; tumorseg export --onnx)",
     )

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from tumorseg.config import ROUTES, SegmenterConfig
+from tumorseg.config import GRAYNET_ONLY, ROUTES, SegmenterConfig
 from tumorseg.evaluation.evaluate import paired_bootstrap
 from tumorseg.evaluation.predictions import Case, PredictionSet
 from tumorseg.inference.fusion import (
@@ -61,8 +61,6 @@ ROUTE_SOURCES = ("classifier", "score")
 MAX_MISS_RATE = 0.05
 FUSIONS = ("hard", "soft")
 FCN_GUIDES = ("graynet", "own")
-#: Route threshold that sends every image to the gray net (p(heterogeneous) never exceeds 1).
-GRAYNET_ONLY = 1.0
 #: Largest share of validation tumor images a chosen routing may send to the FCN: the
 #: cost budget per image (README, "Choosing the policy").
 MAX_FCN_SHARE = 0.2

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tumorseg.config import SegmenterConfig
+from tumorseg.config import ENGINES, SegmenterConfig
 from tumorseg.errors import ModelArtifactError
 from tumorseg.inference.models import ModelSet
 from tumorseg.networks.roles import ALL_ROLES, FUSED_ROLES, network_role
@@ -103,7 +103,7 @@ def load_model_folder(
         def load(folder: Path, role: str) -> nn.Module:
             return load_network(folder / role, device, role=role)
     else:
-        raise ValueError(f"engine must be 'torch' or 'onnx', not {engine!r}")
+        raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
     models = {role: load(directory, role) if role in roles else None for role in FUSED_ROLES}
     versions = metadata.get("model_versions") or {}
     labels = {role: str(versions.get(role, f"{directory.name}/{role}")) for role in FUSED_ROLES}

@@ -23,6 +23,7 @@ from tumorseg.inference.result import SegmentationResult
 from tumorseg.inference.routing import class_probabilities
 from tumorseg.inference.tensors import select_device
 from tumorseg.inference.threads import map_images
+from tumorseg.networks.roles import FUSED_ROLES
 from tumorseg.preprocessing.grayscale import to_grayscale
 from tumorseg.preprocessing.heterogeneity import heterogeneity_score
 
@@ -53,13 +54,18 @@ class Segmenter:
 
     @classmethod
     def from_folder(
-        cls, directory: str, device: str | torch.device | None = None, engine: str = "torch"
+        cls,
+        directory: str,
+        device: str | torch.device | None = None,
+        engine: str = "torch",
+        roles: Sequence[str] = FUSED_ROLES,
     ) -> Segmenter:
         """A segmenter from a model folder (``tumorseg export``): no MLflow, no Ray.
-        ``engine="onnx"`` runs its ONNX graphs with ONNX Runtime on the CPU."""
+        ``engine="onnx"`` runs its ONNX graphs with ONNX Runtime on the CPU; ``roles``
+        loads only those networks."""
         from tumorseg.inference.model_folder import load_model_folder
 
-        models, config = load_model_folder(directory, engine=engine)
+        models, config = load_model_folder(directory, engine=engine, roles=roles)
         return cls(models, config, "cpu" if engine == "onnx" else device)
 
     def segment(self, image: np.ndarray, route: Route | None = None) -> SegmentationResult:

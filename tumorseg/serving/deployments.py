@@ -31,9 +31,8 @@ from ray import serve
 
 from tumorseg.config import Route
 from tumorseg.inference import FirstStageOutput, Segmenter
-from tumorseg.inference.model_folder import load_model_folder, read_folder_config
+from tumorseg.inference.model_folder import read_folder_config
 from tumorseg.inference.result import SegmentationResult
-from tumorseg.inference.tensors import select_device
 from tumorseg.serving.options import deployment_options
 from tumorseg.serving.settings import ModelChoice, ServeSettings
 from tumorseg.tracking import load_model_config, load_model_set
@@ -99,21 +98,22 @@ class _ModelStage(_Reconfigurable):
         super().__init__(settings)
 
     def _load(self, choice: ModelChoice) -> None:
+        # No device named: the replica's GPU when it was given one.
         if choice.model_folder:
-            models, config = load_model_folder(
-                choice.model_folder, select_device(None), self.engine, roles=self.roles
+            segmenter = Segmenter.from_folder(
+                choice.model_folder, engine=self.engine, roles=self.roles
             )
         else:
             models, config = load_model_set(
                 choice.tracking_uri,
                 choice.selector,
                 names=choice.names,
-                device=None,  # the replica's GPU when it was given one
+                device=None,
                 roles=self.roles,
             )
-        device = "cpu" if self.engine == "onnx" else None  # None: the replica's GPU if any
-        self.segmenter, self.choice = Segmenter(models, config, device), choice
-        log.info("%s serves %s", type(self).__name__, models.versions)
+            segmenter = Segmenter(models, config)
+        self.segmenter, self.choice = segmenter, choice
+        log.info("%s serves %s", type(self).__name__, segmenter.models.versions)
 
     def versions(self) -> dict[str, str]:
         return dict(self.segmenter.models.versions)

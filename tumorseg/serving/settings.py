@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any
 
-from tumorseg.config import ImageLimits
+from tumorseg.config import ENGINES, ImageLimits
 from tumorseg.tracking.names import ModelNames, ModelSelector
 
 #: Environment variables read when the config file does not say.
@@ -57,10 +57,6 @@ class ModelChoice:
         values.update(raw)
         values["model_version"] = _optional_str(values["model_version"])
         return cls(**values)
-
-
-#: The engines a model replica may run its networks on.
-ENGINES = ("torch", "onnx")
 
 
 @dataclass(frozen=True)
