@@ -15,6 +15,11 @@ images, the paired bootstrap 95 % interval of candidate − baseline (the baseli
 alone, ungated: the issue's comparison), the miss rate and the normal-image false
 positive rate. Nothing is chosen on ``--report``; the candidate to keep is the one
 best on ``--choose``.
+
+Two rows are bounds, not candidates: they route by the ground truth's class (the
+heterogeneity score on the expert's mask), as a perfect router would: homogeneous
+lesions to the gray net and heterogeneous ones to the FCN (the patent's routing) or to
+the baseline. No router can do better with these networks.
 """
 
 from __future__ import annotations
@@ -25,26 +30,34 @@ import numpy as np
 from saved_splits import choose_report_parser, threshold_keeping, top_mean
 
 from tumorseg.evaluation.evaluate import paired_bootstrap
-from tumorseg.evaluation.predictions import PredictionSet, load_predictions
+from tumorseg.evaluation.predictions import Case, PredictionSet, load_predictions
 from tumorseg.inference.postprocess import largest_component
 from tumorseg.metrics import dice
 
 Maps = dict[str, np.ndarray]
 
 
-def _soft_branches(maps: Maps, p_het: float) -> np.ndarray:
+def _soft_branches(maps: Maps, case: Case) -> np.ndarray:
+    p_het = case.evidence.classifier_heterogeneous
     return p_het * maps["fcn_graynet"] + (1.0 - p_het) * maps["graynet"]
 
 
-CANDIDATES: dict[str, Callable[[Maps, float], np.ndarray]] = {
-    "baseline": lambda m, p: m["baseline"],
-    "graynet": lambda m, p: m["graynet"],
-    "mean(baseline, graynet)": lambda m, p: (m["baseline"] + m["graynet"]) / 2,
-    "mean(baseline, fcn)": lambda m, p: (m["baseline"] + m["fcn_graynet"]) / 2,
-    "mean(baseline, graynet, fcn)": lambda m, p: (
+def _by_true_class(heterogeneous: str) -> Callable[[Maps, Case], np.ndarray]:
+    """The gray net's map, or the ``heterogeneous`` map for a heterogeneous lesion."""
+    return lambda m, case: m[heterogeneous if case.true_class == "heterogeneous" else "graynet"]
+
+
+CANDIDATES: dict[str, Callable[[Maps, Case], np.ndarray]] = {
+    "baseline": lambda m, c: m["baseline"],
+    "graynet": lambda m, c: m["graynet"],
+    "mean(baseline, graynet)": lambda m, c: (m["baseline"] + m["graynet"]) / 2,
+    "mean(baseline, fcn)": lambda m, c: (m["baseline"] + m["fcn_graynet"]) / 2,
+    "mean(baseline, graynet, fcn)": lambda m, c: (
         (m["baseline"] + m["graynet"] + m["fcn_graynet"]) / 3
     ),
-    "mean(baseline, soft branches)": lambda m, p: (m["baseline"] + _soft_branches(m, p)) / 2,
+    "mean(baseline, soft branches)": lambda m, c: (m["baseline"] + _soft_branches(m, c)) / 2,
+    "bound: truth's class, graynet | fcn": _by_true_class("fcn_graynet"),
+    "bound: truth's class, graynet | baseline": _by_true_class("baseline"),
 }
 
 
@@ -53,10 +66,9 @@ def case_table(predictions: PredictionSet) -> list[dict]:
     rows = []
     for case in predictions.good:
         maps, truth = predictions.load(case)
-        p_het = case.evidence.classifier_heterogeneous
         row = {"has_tumor": bool(case.has_tumor), "presence": top_mean(maps["baseline"])}
         for name, fuse in CANDIDATES.items():
-            mask = fuse(maps, p_het) >= 0.5
+            mask = fuse(maps, case) >= 0.5
             for suffix, final in (("", mask), (" + largest", largest_component(mask))):
                 row[name + suffix] = (dice(final, truth), bool(final.any()))
         rows.append(row)
@@ -94,17 +106,18 @@ def main() -> None:
     threshold = threshold_keeping(tumors, args.max_miss)
     print(f"presence: baseline top 0.5 % >= {threshold:.3f} (chosen on {args.choose})")
     print(
-        f"{'candidate':40s} {'gate':5s} {'Dice choose':>11s} {'Dice report':>11s}"
+        f"{'candidate':52s} {'gate':5s} {'Dice choose':>11s} {'Dice report':>11s}"
         f"  {'report − baseline [95 % CI]':28s} {'miss':>5s} {'FP':>5s}"
     )
     names = [name for name in chosen[0] if name not in ("has_tumor", "presence")]
-    best = max(names, key=lambda name: figures(chosen, name, threshold)["dice"])
+    candidates = [name for name in names if not name.startswith("bound")]
+    best = max(candidates, key=lambda name: figures(chosen, name, threshold)["dice"])
     for name in names:
         for gate in (None, threshold):
             a, b = figures(chosen, name, gate), figures(reported, name, gate)
             mark = " <- best gated on choose" if name == best and gate is not None else ""
             print(
-                f"{name:40s} {'yes' if gate is not None else 'no':5s} {a['dice']:11.3f} "
+                f"{name:52s} {'yes' if gate is not None else 'no':5s} {a['dice']:11.3f} "
                 f"{b['dice']:11.3f}  {b['minus_baseline']:+.3f} [{b['low']:+.3f}, "
                 f"{b['high']:+.3f}]{'':7s} {b['miss']:5.3f} {b['fp']:5.2f}{mark}"
             )
