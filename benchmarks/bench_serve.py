@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import socket
 import threading
 import time
@@ -27,6 +28,7 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 import ray
+import torch
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from segmenters import add_model_arguments, load_segmenter
@@ -85,7 +87,9 @@ class ReplicaSampler:
         self._thread.join()
 
 
-async def load(url: str, bodies: list[bytes], requests: int, concurrency: int):
+async def load(url: str, bodies: list[bytes], requests: int, concurrency: int, steps=None):
+    """Latencies of answered and of refused requests, and the seconds it all took;
+    ``steps`` (a list) receives each JSON answer's ``timings_ms`` and ``work_ms``."""
     latencies, errors = [], []
     limit = asyncio.Semaphore(concurrency)
     timeout = aiohttp.ClientTimeout(total=300)
@@ -99,9 +103,12 @@ async def load(url: str, bodies: list[bytes], requests: int, concurrency: int):
                     data=bodies[i % len(bodies)],
                     headers={"Content-Type": "image/png"},
                 ) as response:
-                    await response.read()
+                    body = await response.read()
                     taken = time.perf_counter() - start
                     (latencies if response.status == 200 else errors).append(taken)
+                    if steps is not None and response.status == 200:
+                        answer = json.loads(body)
+                        steps.append((answer["timings_ms"], answer["work_ms"]))
 
         start = time.perf_counter()
         await asyncio.gather(*(one(i) for i in range(requests)))
@@ -130,15 +137,40 @@ class EchoIngress:
         return {"bytes": int((await third.remote(image)).size)}
 
 
-def in_process_latencies(bodies: list[bytes], args: argparse.Namespace) -> list[float]:
-    segmenter = load_segmenter(args)
-    segmenter.segment(load_image(bodies[0]))  # warm-up
-    latencies = []
-    for body in bodies:
-        start = time.perf_counter()
-        segmenter.segment(load_image(body))
-        latencies.append(time.perf_counter() - start)
-    return latencies
+def step_medians(steps: list[tuple[dict, dict]]) -> str:
+    """Median ms of each step as the ingress saw it (hop included) and, in brackets,
+    of the replicas' own compute for it."""
+    seen, work = {}, {}
+    for timings, computed in steps:
+        for name, ms in timings.items():
+            seen.setdefault(name, []).append(ms)
+        for name, ms in computed.items():
+            work.setdefault(name, []).append(ms)
+    return "  ".join(
+        f"{name} {np.median(seen[name]):.1f}"
+        + (f" (work {np.median(work[name]):.1f})" if name in work else "")
+        for name in seen
+    )
+
+
+def in_process_latencies(
+    bodies: list[bytes], args: argparse.Namespace, threads: int | None = None
+) -> list[float]:
+    """``Segmenter.segment`` on each decoded body, on ``threads`` torch threads (this
+    process's own count when ``None``)."""
+    own = torch.get_num_threads()
+    torch.set_num_threads(threads or own)
+    try:
+        segmenter = load_segmenter(args)
+        segmenter.segment(load_image(bodies[0]))  # warm-up
+        latencies = []
+        for body in bodies:
+            start = time.perf_counter()
+            segmenter.segment(load_image(body))
+            latencies.append(time.perf_counter() - start)
+        return latencies
+    finally:
+        torch.set_num_threads(own)
 
 
 def main() -> None:
@@ -151,6 +183,10 @@ def main() -> None:
     print(f"{len(bodies)} images from {args.data}")
     local = in_process_latencies(bodies, args)
     print(f"in-process Segmenter.segment: {percentiles(local)}")
+    # A replica's share of the CPU (0.6 on two cores) gives torch one thread.
+    replica_threads = args.torch_threads or 1
+    one = in_process_latencies(bodies, args, replica_threads)
+    print(f"same, {replica_threads} torch thread(s) as each model replica: {percentiles(one)}")
 
     ray.init(address="local", log_to_driver=False)
     with socket.socket() as probe:
@@ -186,7 +222,10 @@ def main() -> None:
     p50_serve = None
     for concurrency in args.concurrency:
         with ReplicaSampler() as sampler:
-            latencies, errors, seconds = asyncio.run(load(url, bodies, args.requests, concurrency))
+            steps: list = []
+            latencies, errors, seconds = asyncio.run(
+                load(url, bodies, args.requests, concurrency, steps)
+            )
         rate = len(latencies) / seconds
         refused = f" (p95 {np.percentile(errors, 95) * 1000:.0f} ms)" if errors else ""
         print(
@@ -195,6 +234,7 @@ def main() -> None:
         )
         if concurrency == 1:
             p50_serve = float(np.median(latencies))
+            print(f"  each step at concurrency 1, p50: {step_medians(steps)}")
     if p50_serve is not None:
         print(f"serve p50 / in-process p50 at concurrency 1: {p50_serve / np.median(local):.2f}")
     print(f"floor p50 / in-process p50: {np.median(floor) / np.median(local):.2f}")

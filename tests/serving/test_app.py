@@ -72,6 +72,7 @@ def test_each_route_runs_its_deployments(service, busi_png, route, deployments) 
     ].endswith("/1")
     stage = {"homogeneous": "graynet", "heterogeneous": "fcn"}[route]
     assert {"decode", "classify", "graynet", stage, "encode", "total"} <= set(payload["timings_ms"])
+    assert {"graynet", stage} <= set(payload["work_ms"])  # the replicas' own compute
 
 
 @pytest.mark.parametrize("route", ["homogeneous", "heterogeneous"])

@@ -51,6 +51,7 @@ def test_payload_carries_the_contract_fields_and_a_decodable_mask() -> None:
         route_confidence=0.9,
         heterogeneity_score=0.3,
         model_versions={"classifier": "c/1", "graynet": "g/1"},
+        timings={"graynet": 0.0125},
     )
     payload = segment_payload(
         result, png_bytes(mask), deployments=["Classifier"], timings={"decode": 0.001}
@@ -62,6 +63,7 @@ def test_payload_carries_the_contract_fields_and_a_decodable_mask() -> None:
     assert decoded.shape == (30, 40) and set(np.unique(decoded)) == {0, 255}
     assert payload["bbox"] == {"y0": 5, "x0": 7, "y1": 10, "x1": 20}
     assert payload["area_px"] == 65 and payload["timings_ms"] == {"decode": 1.0}
+    assert payload["work_ms"] == {"graynet": 12.5} and "timings" not in payload
     assert (payload["width"], payload["height"]) == (40, 30)
 
 

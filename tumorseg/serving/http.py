@@ -76,15 +76,22 @@ def segment_payload(
     timings: dict[str, float],
 ) -> dict[str, Any]:
     """The JSON answer of ``POST /v1/segment``: the result's own JSON, the mask, and
-    how the app produced it."""
+    how the app produced it: ``timings_ms`` as the ingress saw each step (the hops
+    included), ``work_ms`` the networks' own compute inside the replicas (a batch's
+    time shared among its images), so that a hop's cost shows against its work."""
     body = result.to_json()
-    body.pop("timings")  # the app's own, end to end, below
+    work = body.pop("timings")
     return {
         **body,
         "mask_png_base64": base64.b64encode(mask_png).decode("ascii"),
         "deployments": deployments,
-        "timings_ms": {stage: round(seconds * 1000, 3) for stage, seconds in timings.items()},
+        "timings_ms": as_milliseconds(timings),
+        "work_ms": as_milliseconds(work),
     }
+
+
+def as_milliseconds(timings: dict[str, float]) -> dict[str, float]:
+    return {stage: round(seconds * 1000, 3) for stage, seconds in timings.items()}
 
 
 def result_headers(result: SegmentationResult) -> dict[str, str]:

@@ -35,6 +35,7 @@ from tumorseg.io.spacing import spacing_of
 from tumorseg.serving.http import (
     MULTIPART,
     RequestError,
+    as_milliseconds,
     authorized,
     check_declared_length,
     failure_response,
@@ -227,7 +228,7 @@ class Ingress:
                     segment_payload(result, png, deployments=deployments, timings=own)
                     for (result, deployments, own), png in zip(answers, mask_pngs, strict=True)
                 ],
-                "timings_ms": {stage: round(sec * 1000, 3) for stage, sec in timings.items()},
+                "timings_ms": as_milliseconds(timings),
             }
         if is_dicom:  # a browser cannot draw a DICOM: give the viewer the (first) image
             payload["image_png_base64"] = base64.b64encode(png_bytes(frames[0])).decode("ascii")
